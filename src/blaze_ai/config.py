@@ -96,12 +96,13 @@ class ModelConfig:
     replicas: int = 1
     router: Mapping[str, Any] = field(default_factory=dict)
     remotes: tuple[Mapping[str, Any], ...] = ()
+    ray: Mapping[str, Any] = field(default_factory=dict)  # replicas on a Ray cluster
 
     def __post_init__(self) -> None:
         if not self.name.strip():
             raise ValueError("name must be a non-empty model id such as 'smollm2'")
-        if self.replicas < 0 or (self.replicas == 0 and not self.remotes):
-            raise ValueError("replicas must be >= 1, or 0 when remotes are given")
+        if self.replicas < 0 or (self.replicas == 0 and not self.remotes and not self.ray):
+            raise ValueError("replicas must be >= 1, or 0 when remotes or ray replicas are given")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raw = yaml.safe_load(source.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
     return parse_config(raw if raw is not None else {}, env=os.environ if env is None else env)
@@ -144,13 +147,18 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> BlazeConfig:
     if not isinstance(models, list):
         raise ConfigError("models: expected a list of model entries")
     parsed = tuple(_model(m, f"models[{i}]", default_breaker) for i, m in enumerate(models))
-    names = [m.name for m in parsed]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"models: model names must be unique, got {names}")
+    first: dict[str, int] = {}
+    for i, model in enumerate(parsed):
+        if model.name in first:
+            raise ConfigError(
+                f"models[{i}].name: {model.name!r} is already used by models[{first[model.name]}]; "
+                "give each model a unique name"
+            )
+        first[model.name] = i
     return BlazeConfig(
         server=build(ServerConfig, server_raw, "server"),
         manager=build(ManagerConfig, _mapping(top.get("manager", {}), "manager"), "manager"),
-        cache=_mapping(top.get("cache", {}), "cache"),
+        cache=_cache(top.get("cache", {})),
         models=parsed,
     )
 
@@ -158,28 +166,54 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> BlazeConfig:
 def _model(raw: Any, path: str, default_breaker: Mapping[str, Any]) -> ModelConfig:
     entry = _mapping(raw, path)
     kind = entry.get("kind")
-    if kind not in ENGINE_KINDS:
+    if not isinstance(kind, str) or kind not in ENGINE_KINDS:
         raise ConfigError(f"{path}.kind: must be one of {', '.join(ENGINE_KINDS)}, got {kind!r}")
-    _check_keys(entry, {"name", "kind", kind, "breaker", "replicas", "router", "remotes"}, path)
+    _check_keys(entry, {"name", "kind", kind, "breaker", "replicas", "router", "remotes", "ray"}, path)
     if not isinstance(entry.get("name"), str):
         raise ConfigError(f"{path}.name: required, a string such as 'smollm2'")
     breaker = {**default_breaker, **_mapping(entry.get("breaker", {}), f"{path}.breaker")}
     remotes = entry.get("remotes", [])
     if not isinstance(remotes, list):
         raise ConfigError(f"{path}.remotes: expected a list of {{url: ...}} entries")
+    try:
+        engine_cls = engine_config_class(kind)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{path}.kind: engine kind {kind!r} is not available here ({exc})") from exc
     values = {
         "name": entry["name"],
         "kind": kind,
-        "engine": build(engine_config_class(kind), _mapping(entry.get(kind, {}), f"{path}.{kind}"), f"{path}.{kind}"),
+        "engine": build(engine_cls, _mapping(entry.get(kind, {}), f"{path}.{kind}"), f"{path}.{kind}"),
         "breaker": build(BreakerConfig, breaker, f"{path}.breaker"),
         "replicas": entry.get("replicas", 1),
         "router": _mapping(entry.get("router", {}), f"{path}.router"),
         "remotes": tuple(_mapping(r, f"{path}.remotes[{i}]") for i, r in enumerate(remotes)),
+        "ray": _mapping(entry.get("ray", {}), f"{path}.ray"),
     }
     _check_type(values["replicas"], int, f"{path}.replicas")
+    _check_router(values["router"], f"{path}.router")
     try:
         return ModelConfig(**values)
     except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _cache(raw: Any) -> Mapping[str, Any]:
+    """The ``cache:`` mapping, validated now (the cache is built by the server)."""
+    from blaze_ai.cache import cache_config
+
+    mapping = _mapping(raw, "cache")
+    cache_config(mapping)
+    return mapping
+
+
+def _check_router(raw: Mapping[str, Any], path: str) -> None:
+    """Validate a model's ``router:`` mapping now, so ``blaze config check`` catches mistakes."""
+    from blaze_ai.engines.router import RouterConfig
+
+    _check_keys(raw, {f.name for f in dataclasses.fields(RouterConfig)}, path)
+    try:
+        RouterConfig(**raw)
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
@@ -213,13 +247,13 @@ def _mapping(value: Any, path: str) -> Mapping[str, Any]:
 
 
 def _check_keys(raw: Mapping[str, Any], allowed: set[str], path: str) -> None:
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted(str(key) for key in raw if key not in allowed)  # YAML keys may be ints
     if unknown:
         raise ConfigError(f"{path}.{unknown[0]}: unknown key; known keys are {', '.join(sorted(allowed))}")
 
 
 def _check_type(value: Any, expected: type, path: str) -> None:
-    if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
+    if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
         raise ConfigError(f"{path}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
 
 
@@ -244,6 +278,10 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     return value
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """``BLAZE_<FIELD>`` variables for server fields, parsed by the field's type."""
     hints = typing.get_type_hints(ServerConfig)
@@ -256,7 +294,9 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         if typing.get_origin(hint) is tuple:
             out[name] = [v.strip() for v in text.split(",") if v.strip()]
         elif hint is bool:
-            out[name] = text.lower() in ("1", "true", "yes", "on")
+            if text.lower() not in _TRUE + _FALSE:
+                raise ConfigError(f"BLAZE_{name.upper()}: expected true or false, got {value!r}")
+            out[name] = text.lower() in _TRUE
         elif hint in (int, float):
             try:
                 out[name] = hint(text)

@@ -1,11 +1,24 @@
-"""Build the running system from a config: the model cache, engines and the manager."""
+"""The running system built from a config: model cache, engines, manager and one router per model.
+
+:class:`System` is what ``blaze serve`` runs and what the gateway dispatches to
+(it has the ``execute`` / ``stream`` / ``models`` shape of
+``blaze_ai.server.dispatch.Dispatch``). Each model gets a
+:class:`~blaze_ai.engines.router.Router` over its replicas: in-process engines
+run by the :class:`~blaze_ai.engines.manager.EngineManager`, remote servers by
+URL, and Ray actors when the model asks for them.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from blaze_ai.config import BlazeConfig, ModelConfig, engine_class
+from blaze_ai.config import BlazeConfig, ModelConfig, engine_class, parse_config
 from blaze_ai.engines.manager import EngineManager
+from blaze_ai.engines.router import LocalReplica, RemoteReplica, Replica, Router, RouterConfig, RoutingContext
+from blaze_ai.errors import BadRequestError, ConfigError, NotFoundError
 
 
 def engine_names(model: ModelConfig) -> list[str]:
@@ -20,14 +33,138 @@ def build_engine(model: ModelConfig, model_cache: Any | None) -> Any:
     return engine_class(model.kind)(model.engine, model_cache=model_cache)
 
 
-def build_manager(config: BlazeConfig, model_cache: Any | None = None) -> EngineManager:
-    """An engine manager with every configured model's in-process replicas registered."""
-    if model_cache is None and any(m.kind != "fake" for m in config.models):
-        from blaze_ai.model_cache import ModelCache
+def build_model_cache(config: BlazeConfig) -> Any | None:
+    """The shared model cache, sized by ``server.model_memory_budget_mb`` (none for fakes only)."""
+    if all(m.kind == "fake" for m in config.models):
+        return None
+    from blaze_ai.model_cache import ModelCache
 
-        model_cache = ModelCache(config.server.model_memory_budget_mb * 1024 * 1024)
-    manager = EngineManager(config.manager)
-    for model in config.models:
-        for name in engine_names(model):
-            manager.register(name, build_engine(model, model_cache), model.breaker)
-    return manager
+    return ModelCache(config.server.model_memory_budget_mb * 1024 * 1024)
+
+
+def router_config(model: ModelConfig, trusted_proxies: tuple[str, ...]) -> RouterConfig:
+    """The model's ``router:`` mapping as a RouterConfig (server's trusted proxies by default)."""
+    options = dict(model.router)
+    options.setdefault("trusted_proxies", trusted_proxies)
+    options.setdefault("breaker", model.breaker)
+    try:
+        return RouterConfig(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"models[{model.name}].router: {exc}") from exc
+
+
+def remote_replicas(model: ModelConfig) -> list[Replica]:
+    """The model's ``remotes:`` entries as replicas speaking the OpenAI HTTP API."""
+    replicas: list[Replica] = []
+    for i, entry in enumerate(model.remotes):
+        options = {k: v for k, v in entry.items() if k != "url"}
+        options.setdefault("model", model.name)
+        options.setdefault("name", f"{model.name}@remote{i}")
+        try:
+            replicas.append(RemoteReplica(entry["url"], **options))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"models[{model.name}].remotes[{i}]: {exc!r}") from exc
+    return replicas
+
+
+@dataclass(slots=True)
+class _Served:
+    kind: str
+    router: Router
+    engines: list[str]
+
+
+class System:
+    """Everything ``blaze serve`` runs; see the module docstring."""
+
+    def __init__(self, config: BlazeConfig, *, model_cache: Any | None = None) -> None:
+        self.config = config
+        self.model_cache = model_cache if model_cache is not None else build_model_cache(config)
+        self.manager = EngineManager(config.manager)
+        self._served: dict[str, _Served] = {}
+        self.routers: dict[str, Router] = {}  # live view for metrics and the admin API
+        for model in config.models:
+            self._add(model)
+
+    # -- dispatch (the gateway's seam) ----------------------------------------------
+    async def execute(self, model: str, request: Any, ctx: Any = None) -> Any:
+        return await self._router(model).execute(request, routing_context(ctx))
+
+    def stream(self, model: str, request: Any, ctx: Any = None) -> AsyncIterator[Any]:
+        return self._router(model).stream(request, routing_context(ctx))
+
+    def models(self) -> dict[str, str]:
+        return {name: served.kind for name, served in self._served.items()}
+
+    def _router(self, model: str) -> Router:
+        try:
+            return self._served[model].router
+        except KeyError:
+            raise NotFoundError(f"The model '{model}' does not exist", param="model") from None
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start every engine (one at a time: loading is memory-heavy) and every router."""
+        await self.manager.start()
+        await asyncio.gather(*(served.router.start() for served in self._served.values()))
+
+    async def stop(self, grace_s: float | None = None) -> bool:
+        """Drain in-flight work within ``grace_s``, then stop routers and engines."""
+        clean = await self.manager.shutdown(grace_s)
+        await asyncio.gather(*(served.router.stop() for served in self._served.values()))
+        return clean
+
+    async def load(self, entry: Mapping[str, Any]) -> str:
+        """Load a model at run time from a config entry (the config file's shape)."""
+        try:
+            model = parse_config({"models": [dict(entry)]}, env={}).models[0]
+        except ConfigError as exc:
+            raise BadRequestError(exc.message, param="model") from exc
+        if model.name in self._served:
+            raise BadRequestError(f"a model named {model.name!r} is already loaded", param="name")
+        served = self._add(model)
+        for name in served.engines:
+            await self.manager.start_engine(name)
+        await served.router.start()
+        return model.name
+
+    async def unload(self, name: str) -> None:
+        """Drain and stop a model's engines and router, and forget it."""
+        self._router(name)  # 404 when unknown
+        served = self._served.pop(name)
+        del self.routers[name]
+        await served.router.stop()
+        for engine in served.engines:
+            await self.manager.unregister(engine)
+
+    def _add(self, model: ModelConfig) -> _Served:
+        names = engine_names(model) if model.replicas else []
+        replicas: list[Replica] = []
+        for engine in names:
+            self.manager.register(engine, build_engine(model, self.model_cache), model.breaker)
+            replicas.append(LocalReplica.from_manager(self.manager, engine))
+        replicas += remote_replicas(model)
+        replicas += ray_replicas(model)
+        router = Router(replicas, router_config(model, self.config.server.trusted_proxies))
+        self._served[model.name] = served = _Served(model.kind, router, names)
+        self.routers[model.name] = router
+        return served
+
+
+def ray_replicas(model: ModelConfig) -> list[Replica]:
+    """Replicas on a Ray cluster when the model asks for them (imports Ray only then)."""
+    if not model.ray:
+        return []
+    from blaze_ai.distributed import build_ray_replicas
+
+    return list(build_ray_replicas(model))
+
+
+def routing_context(ctx: Any) -> RoutingContext | None:
+    """The router's view of the gateway's request context (None outside HTTP)."""
+    if ctx is None:
+        return None
+    forwarded = tuple(h.strip() for h in (ctx.forwarded_for or "").split(",") if h.strip())
+    return RoutingContext(
+        client_ip=ctx.client_ip, forwarded_for=forwarded, api_key=ctx.api_key, session_id=ctx.session_id
+    )

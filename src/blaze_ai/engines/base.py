@@ -37,11 +37,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 
-class EngineStatus(str, Enum):
+class EngineStatus(StrEnum):
     """The lifecycle status of one engine."""
 
     INITIALIZING = "initializing"

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from blaze_ai import errors
@@ -33,13 +33,13 @@ from blaze_ai.errors import UnavailableError
 T = TypeVar("T")
 
 
-class BreakerState(str, Enum):
+class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
     IGNORED = "ignored"  # client errors, disconnects, 429: neither success nor failure
@@ -58,7 +58,13 @@ class BreakerConfig:
     success_threshold: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("failure_threshold", "window_size", "min_calls", "half_open_max_calls", "success_threshold"):
+        for name in (
+            "failure_threshold",
+            "window_size",
+            "min_calls",
+            "half_open_max_calls",
+            "success_threshold",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"breaker {name} must be at least 1")
         if self.min_calls > self.window_size:
@@ -127,7 +133,15 @@ class CircuitBreaker:
 
     def record(self, outcome: Outcome) -> None:
         """Report the outcome of a call that ``try_acquire`` admitted."""
-        if self._state is BreakerState.HALF_OPEN:
+        # Read ``state`` (not ``_state``) so an expired OPEN period is seen whether
+        # or not anyone looked at the breaker since (a metrics scrape must not
+        # change how an outcome counts).
+        state = self.state
+        # A late outcome (a call admitted before the trip) changes nothing while
+        # OPEN, nor while HALF_OPEN with no trial permit out: it is not a trial.
+        late = state is BreakerState.OPEN
+        if state is BreakerState.HALF_OPEN:
+            late = self._half_open_in_flight == 0
             self._half_open_in_flight = max(0, self._half_open_in_flight - 1)
         if outcome is Outcome.IGNORED:
             return
@@ -136,11 +150,12 @@ class CircuitBreaker:
             self.failures += 1
         else:
             self.successes += 1
-        if self._state is BreakerState.HALF_OPEN:
+        if late:
+            return
+        if state is BreakerState.HALF_OPEN:
             self._record_trial(failed)
-        elif self._state is BreakerState.CLOSED:
+        else:
             self._record_closed(failed)
-        # A late outcome while OPEN (a call admitted before the trip) changes nothing.
 
     def _record_trial(self, failed: bool) -> None:
         if failed:
@@ -153,10 +168,9 @@ class CircuitBreaker:
     def _record_closed(self, failed: bool) -> None:
         self._window.append(failed)
         self._consecutive_failures = self._consecutive_failures + 1 if failed else 0
-        failures_in_window = sum(self._window)
+        calls = len(self._window)
         rate_tripped = (
-            len(self._window) >= self.config.min_calls
-            and failures_in_window >= self.config.failure_rate * len(self._window)
+            calls >= self.config.min_calls and sum(self._window) >= self.config.failure_rate * calls
         )
         if self._consecutive_failures >= self.config.failure_threshold or rate_tripped:
             self._move(BreakerState.OPEN)

@@ -147,9 +147,7 @@ class FakeEngine:
         self.tokens += len(words) * request.params.n
         text = " ".join(words)
         reason = _finish_reason(request, len(words))
-        choices = [
-            Completion(i, text, list(range(len(words))), reason) for i in range(request.params.n)
-        ]
+        choices = [Completion(i, text, list(range(len(words))), reason) for i in range(request.params.n)]
         return GenerationResult(request.request_id, choices, prompt_tokens, len(words) * request.params.n)
 
 
@@ -196,8 +194,10 @@ def _embed(request: EmbeddingRequest) -> EmbeddingResult:
     for item in request.inputs:
         text = item if isinstance(item, str) else " ".join(map(str, item))
         tokens += max(1, len(text.split()))
-        digest = hashlib.sha256(text.encode()).digest()
-        vector = [b / 255.0 - 0.5 for b in digest[: request.dimensions or EMBEDDING_DIM]]
+        dim = request.dimensions or EMBEDDING_DIM
+        # One sha256 gives 32 bytes; chain blocks so any dimension gets distinct values.
+        blocks = (hashlib.sha256(f"{block}:{text}".encode()).digest() for block in range(dim // 32 + 1))
+        vector = [b / 255.0 - 0.5 for b in b"".join(blocks)[:dim]]
         norm = math.sqrt(sum(v * v for v in vector)) or 1.0
         vectors.append([v / norm for v in vector] if request.normalize else vector)
     return EmbeddingResult(request.request_id, vectors, tokens)

@@ -51,9 +51,12 @@ class ManagerConfig:
     event_log_size: int = 500
 
     def __post_init__(self) -> None:
-        for name in ("health_interval_s", "health_timeout_s", "restart_base_s", "start_timeout_s"):
+        positive = ("health_interval_s", "health_timeout_s", "restart_base_s", "start_timeout_s")
+        for name in (*positive, "stop_timeout_s", "quarantine_window_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"manager {name} must be positive")
+        if self.drain_grace_s < 0:
+            raise ValueError("manager drain_grace_s must be >= 0 (0 stops without waiting)")
         if self.unhealthy_after < 1 or self.quarantine_after < 1 or self.event_log_size < 1:
             raise ValueError("manager unhealthy_after, quarantine_after and event_log_size must be >= 1")
         if self.restart_factor < 1.0 or self.restart_max_s < self.restart_base_s:
@@ -78,6 +81,7 @@ class _Slot:
     last_error: str | None = None
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=20))
     recovery: asyncio.Task[None] | None = None
+    attempted_start: bool = False  # the first start has finished, well or not
 
 
 class EngineManager:
@@ -146,10 +150,12 @@ class EngineManager:
         try:
             await asyncio.wait_for(slot.engine.start(), self.config.start_timeout_s)
         except Exception as exc:
+            slot.attempted_start = True
             self._note_error(slot, f"start failed: {exc!r}")
             self._set_status(slot, EngineStatus.UNHEALTHY)
             self._schedule_recovery(slot)
             return False
+        slot.attempted_start = True
         slot.failed_checks = 0
         slot.breaker.reset()
         self._set_status(slot, EngineStatus.READY)
@@ -173,12 +179,15 @@ class EngineManager:
             return True
         self._set_status(slot, EngineStatus.DRAINING)
         grace = self.config.drain_grace_s if grace_s is None else grace_s
-        try:
-            await asyncio.wait_for(slot.idle.wait(), grace)
-            clean = True
-        except TimeoutError:
-            clean = False
-            self._event(name, "drain_timeout", f"{slot.in_flight} still in flight after {grace:.1f}s")
+        clean = True
+        # Only wait when something is in flight: on Python 3.11, wait_for with a
+        # zero timeout times out even when the event is already set.
+        if slot.in_flight:
+            try:
+                await asyncio.wait_for(slot.idle.wait(), grace)
+            except TimeoutError:
+                clean = False
+                self._event(name, "drain_timeout", f"{slot.in_flight} still in flight after {grace:.1f}s")
         await self._stop_engine(slot)
         self._set_status(slot, EngineStatus.STOPPED)
         return clean
@@ -261,7 +270,10 @@ class EngineManager:
     async def _monitor_loop(self) -> None:
         await self._sleep(self._rng.uniform(0.0, self.config.health_interval_s))  # spread first checks
         while True:
-            await self.check_all()
+            try:
+                await self.check_all()
+            except Exception:  # a probe error never kills the checking loop
+                log.exception("health check round failed")
             jitter = self.config.health_jitter
             await self._sleep(self.config.health_interval_s * (1.0 + self._rng.uniform(-jitter, jitter)))
 
@@ -276,7 +288,8 @@ class EngineManager:
             report = await asyncio.wait_for(slot.engine.health_check(), self.config.health_timeout_s)
             healthy, degraded, detail = report.healthy, report.degraded, report.detail
         except TimeoutError:
-            healthy, degraded, detail = False, False, f"health check timed out ({self.config.health_timeout_s}s)"
+            detail = f"health check timed out ({self.config.health_timeout_s}s)"
+            healthy, degraded = False, False
         except Exception as exc:
             healthy, degraded, detail = False, False, f"health check raised {exc!r}"
         if slot.status not in (EngineStatus.READY, EngineStatus.DEGRADED, EngineStatus.UNHEALTHY):
@@ -320,8 +333,11 @@ class EngineManager:
             slot.restart_times.append(self._clock())
             slot.restarts += 1
             self._event(slot.name, "restart", f"attempt {attempt + 1} after {delay:.2f}s")
-            slot.recovery = None  # a failed start schedules the next round itself
-            await self.start_engine(slot.name)
+            # The task stays in slot.recovery while the engine starts, so drain()
+            # and restart() can cancel it; a failed start schedules the next round.
+            if not await self.start_engine(slot.name):
+                slot.recovery = None
+                self._schedule_recovery(slot)
         finally:
             if slot.recovery is asyncio.current_task():
                 slot.recovery = None
@@ -348,11 +364,14 @@ class EngineManager:
 
     @property
     def is_ready(self) -> bool:
-        """Not draining, no engine still loading, and at least one admitting requests."""
+        """Not draining, every engine past its first start, and at least one admitting requests.
+
+        An engine being restarted later does not take the whole server out of rotation.
+        """
         if self.draining or not self._slots:
             return False
-        statuses = [s.status for s in self._slots.values()]
-        return EngineStatus.INITIALIZING not in statuses and any(s.admits_requests for s in statuses)
+        slots = self._slots.values()
+        return all(s.attempted_start for s in slots) and any(s.status.admits_requests for s in slots)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Per engine: status, breaker, in flight, restarts, errors and engine stats."""

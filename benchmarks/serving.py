@@ -1,0 +1,274 @@
+"""Serving benchmark: the same model behind Blaze, LitServe, Ray Serve and plain FastAPI, one load each.
+
+Each server runs as its own process group on 127.0.0.1; ``blaze_ai.loadgen`` (the code behind
+``blaze bench``) sends the same seeded prompt mix to each, whole and streamed; the RSS of each
+server's process tree is sampled. Blaze is also compared with the in-process raw batched
+KV-cache loop of ``benchmarks/llm_throughput.py`` at the same batch size. Usage::
+
+    python benchmarks/serving.py --model builtin:tiny-llama --json serving.json
+    python benchmarks/serving.py --model builtin:smollm2-135m --servers blaze,litserve
+    python benchmarks/serving.py --quick
+
+Peers run from a separate venv (``--peers-python``, default ``.venv-peers/bin/python``; see
+docs/benchmarks.md). Goals at 64 clients: Blaze >= 2x the best peer's tokens/s with a p99 TTFT
+no worse than the best peer's; Blaze >= 85 % of the raw batched loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from blaze_ai.loadgen import LoadConfig, format_table, prompts, run_load
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SERVED = "bench"  # the model name every server answers to
+PEERS = {"litserve": "litserve_server.py", "rayserve": "rayserve_server.py", "fastapi": "fastapi_server.py"}
+BLAZE_YAML = """
+server: {{host: 127.0.0.1, max_concurrency: 1024, request_timeout_s: 900}}
+models:
+  - name: bench
+    kind: llm
+    llm: {{source: "{source}", device: cpu, dtype: {dtype}, max_batch_size: {batch},
+          max_tokens_in_flight: 65536, max_queued_requests: 1024}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _descendants(root: int) -> set[int]:
+    """``root`` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _rss_mb(pids: set[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class Server:
+    """One server process group: started, sampled for memory, stopped as a whole."""
+
+    def __init__(self, name: str, command: list[str], port: int, ready_path: str, log: Path) -> None:
+        self.name, self.command, self.port, self.ready_path, self.log = name, command, port, ready_path, log
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.peak_mb = 0.0
+        self._sampling = threading.Event()
+
+    def start(self, timeout_s: float) -> None:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+               "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                self.command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        threading.Thread(target=self._sample, daemon=True).start()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log.read_text(errors='replace')[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"{self.name} not ready in {timeout_s}s:\n{self.log.read_text()[-3000:]}")
+
+    def _sample(self) -> None:
+        assert self.process is not None
+        while self.process.poll() is None and not self._sampling.is_set():
+            self.peak_mb = max(self.peak_mb, _rss_mb(_descendants(self.process.pid)))
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        """SIGTERM the group, SIGKILL it and any leftover descendant after a grace period."""
+        self._sampling.set()
+        if self.process is None or self.process.poll() is not None:
+            return
+        tree = _descendants(self.process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        for pid in tree - {self.process.pid}:  # anything that left the group (e.g. Ray daemons)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def make_server(name: str, args: argparse.Namespace, workdir: Path) -> Server:
+    port = _free_port()
+    log = workdir / f"{name}.log"
+    if name == "blaze":
+        config = workdir / "blaze.yaml"
+        config.write_text(BLAZE_YAML.format(source=args.model, dtype=args.dtype, batch=args.concurrency))
+        command = [sys.executable, "-m", "blaze_ai.cli", "serve", "--config", str(config), "--port", str(port)]
+        return Server(name, command, port, "/health/ready", log)
+    script = str(HERE / "peers" / PEERS[name])
+    command = [args.peers_python, script, "--model", args.model, "--port", str(port),
+               "--max-batch-size", str(args.concurrency), "--dtype", args.dtype]  # fmt: skip
+    return Server(name, command, port, "/health", log)
+
+
+def bench_server(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Start one server, warm it up, run each mode's load, stop it; the rows for the table."""
+    server = make_server(name, args, workdir)
+    rows: dict[str, Any] = {}
+    try:
+        server.start(args.start_timeout)
+        warm = LoadConfig(url=server.url, model=SERVED, requests=4, concurrency=4, max_tokens=4, seed=99)
+        asyncio.run(run_load(warm))
+        for mode in args.modes:
+            load = LoadConfig(
+                url=server.url, model=SERVED, requests=args.requests, concurrency=args.concurrency,
+                max_tokens=args.max_tokens, stream=mode == "stream", seed=args.seed, timeout_s=args.timeout,
+            )  # fmt: skip
+            result = asyncio.run(run_load(load)).as_dict()
+            result["peak_rss_mb"] = round(server.peak_mb, 1)
+            rows[mode] = result
+            print(f"  {name}/{mode}: {result['tokens_per_s']:,.1f} tokens/s, {result['errors']} errors",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    except RuntimeError as exc:
+        print(f"  {name}: FAILED {exc}", file=sys.stderr, flush=True)
+        rows["failed"] = str(exc)[:2000]
+    finally:
+        server.stop()
+    return rows
+
+
+def raw_batched(args: argparse.Namespace) -> float:
+    """Tokens/s of llm_throughput's raw batched loop over the same prompts, ``concurrency`` rows."""
+    sys.path.insert(0, str(HERE))
+    import llm_throughput  # the raw loop is reused, not copied
+
+    from blaze_ai.engines.llm import LLMConfig, load_model
+
+    loaded = load_model(LLMConfig(source=args.model, device="cpu", dtype=args.dtype))
+    tok = loaded.tokenizer
+    batch = [list(tok(p)["input_ids"]) for p in prompts(args.concurrency, args.seed)]
+    llm_throughput.in_thread(llm_throughput.raw_loop, loaded, batch[:4], 4)  # warm-up
+    return llm_throughput.in_thread(llm_throughput.raw_loop, loaded, batch, args.max_tokens)
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """Blaze / best peer (tokens/s, p99 TTFT) per mode, and Blaze / raw loop."""
+    out: dict[str, Any] = {}
+    servers = results["servers"]
+    blaze = servers.get("blaze", {})
+    for mode in ("whole", "stream"):
+        if mode not in blaze:
+            continue
+        peers = {n: r[mode] for n, r in servers.items() if n != "blaze" and mode in r}
+        if peers:
+            best = max(peers, key=lambda n: peers[n]["tokens_per_s"])
+            out[f"{mode}_best_peer"] = best
+            out[f"{mode}_blaze_over_best_peer"] = round(
+                blaze[mode]["tokens_per_s"] / max(peers[best]["tokens_per_s"], 1e-9), 2
+            )
+            b, p = blaze[mode]["ttft_p99_s"], peers[best]["ttft_p99_s"]
+            if b is not None and p is not None:
+                out[f"{mode}_ttft_p99_blaze_over_best_peer"] = round(b / p, 2)
+        if results.get("raw_tokens_per_s"):
+            out[f"{mode}_blaze_over_raw"] = round(blaze[mode]["tokens_per_s"] / results["raw_tokens_per_s"], 2)
+    return out
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = []
+    for mode in results["modes"]:
+        rows = [(n, r[mode]) for n, r in results["servers"].items() if mode in r]
+        lines += [f"### {mode}", "", format_table(rows), ""]
+    if results.get("raw_tokens_per_s"):
+        lines.append(f"raw batched loop (in process, {results['concurrency']} rows, no EOS): "
+                     f"{results['raw_tokens_per_s']:,.1f} tokens/s")  # fmt: skip
+    lines += [f"- {k}: **{v}**" for k, v in results["ratios"].items()]
+    failed = [n for n, r in results["servers"].items() if "failed" in r]
+    lines += [f"- {n} FAILED: {results['servers'][n]['failed'][:300]}" for n in failed]
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="builtin:smollm2-135m")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--servers", default="blaze,litserve,rayserve,fastapi")
+    parser.add_argument("--modes", default="whole,stream", help="whole, stream or both")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=300.0, help="bound on each load run, seconds")
+    parser.add_argument("--start-timeout", type=float, default=240.0, help="bound on each server start")
+    parser.add_argument("--peers-python", default=str(ROOT / ".venv-peers" / "bin" / "python"))
+    parser.add_argument("--no-raw", action="store_true", help="skip the in-process raw batched loop")
+    parser.add_argument("--json", default=None, metavar="PATH")
+    parser.add_argument("--quick", action="store_true", help="tiny model, 32 requests, 16 clients, 16 tokens")
+    args = parser.parse_args()
+    if args.quick:
+        args.model, args.requests, args.concurrency = "builtin:tiny-llama", 32, 16
+        args.max_tokens, args.timeout = 16, 120.0
+    args.servers, args.modes = args.servers.split(","), args.modes.split(",")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    load = os.getloadavg()
+    results: dict[str, Any] = {
+        "model": args.model, "dtype": args.dtype, "requests": args.requests, "concurrency": args.concurrency,
+        "max_tokens": args.max_tokens, "seed": args.seed, "modes": args.modes,
+        "loadavg_start": [round(x, 2) for x in load], "servers": {},
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="blaze-serving-") as tmp:
+        for name in args.servers:
+            results["servers"][name] = bench_server(name, args, Path(tmp))
+    if not args.no_raw:
+        results["raw_tokens_per_s"] = round(raw_batched(args), 2)
+    results["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["ratios"] = ratios(results)
+    print(f"# model {args.model} ({args.dtype}), {args.requests} requests, {args.concurrency} clients, "
+          f"{args.max_tokens} tokens, load average {load[0]:.1f} -> {results['loadavg_end'][0]:.1f}")  # fmt: skip
+    print(report(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""LLMEngine: the async shell around :class:`~blaze_ai.engines.llm.core.EngineCore`.
+
+The model runs on one dedicated thread that calls ``core.step()`` while there
+is work and sleeps otherwise, so the event loop stays free. Each step's
+outputs go back to the event loop in one ``call_soon_threadsafe`` call and
+are sorted into per-request ``asyncio.Queue`` objects. ``execute`` and
+``stream`` add the request (errors such as a full queue or an over-long
+prompt are raised at once) and read their queue; cancelling ``execute`` or
+closing the stream aborts the request at the next step.
+
+Example::
+
+    engine = LLMEngine(LLMConfig(source="builtin:tiny-llama"))
+    await engine.start()
+    result = await engine.execute(GenerationRequest(prompt="Hello", params=SamplingParams(max_tokens=8)))
+    await engine.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from blaze_ai.engines.base import HealthReport
+from blaze_ai.engines.llm.config import LLMConfig
+from blaze_ai.engines.llm.core import EngineCore, StepOutput
+from blaze_ai.engines.llm.loading import LoadedModel, load_model
+from blaze_ai.engines.requests import Completion, GenerationRequest, GenerationResult, StreamDelta
+from blaze_ai.errors import EngineFailureError, UnavailableError
+from blaze_ai.model_cache import ModelCache
+
+Progress = Callable[[str, float], None]
+
+#: Seconds the idle engine thread sleeps before checking again (new work wakes it at once).
+_IDLE_WAIT_S = 1.0
+
+
+class LLMEngine:
+    """Serves one causal LM with continuous batching (kind ``"llm"``)."""
+
+    kind = "llm"
+
+    def __init__(
+        self, config: LLMConfig, *, model_cache: ModelCache | None = None, progress: Progress | None = None
+    ) -> None:
+        self.config = config
+        self._model_cache = model_cache
+        self._progress = progress
+        self._core: EngineCore | None = None
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queues: dict[str, asyncio.Queue[StepOutput]] = {}
+        self._last_error: str | None = None
+        self._started_at: float | None = None
+
+    @property
+    def cache_key(self) -> str:
+        """The model cache key: the same source, dtype, quantization and device share one load."""
+        c = self.config
+        return f"llm:{c.source}:{c.dtype}:{c.quantization}:{c.device}"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the model in a worker thread, then start the step loop."""
+        if self._thread is not None:
+            return
+        loaded = await asyncio.to_thread(self._load)
+        self._core = EngineCore(loaded, self.config)
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"blaze-llm-{loaded.name}", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> LoadedModel:
+        if self._model_cache is None:
+            return load_model(self.config, self._progress)
+        loaded: LoadedModel = self._model_cache.get_or_load(
+            self.cache_key, lambda: load_model(self.config, self._progress), pin=True
+        )
+        return loaded
+
+    async def stop(self) -> None:
+        """Stop the loop, fail what is still pending, release the model."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stopping = True
+            self._wake.set()
+            await asyncio.to_thread(thread.join)
+        core, self._core = self._core, None
+        if core is not None:
+            self._deliver(core.fail_all(UnavailableError("the engine stopped")))
+            if self._model_cache is not None:
+                self._model_cache.unpin(self.cache_key)
+
+    async def health_check(self) -> HealthReport:
+        """Healthy while the step thread runs; the last step error is reported as degraded."""
+        if self._core is None or self._thread is None or not self._thread.is_alive():
+            return HealthReport(healthy=False, detail="engine not running")
+        if self._last_error is not None:
+            return HealthReport(healthy=True, degraded=True, detail=f"last step failed: {self._last_error}")
+        return HealthReport(healthy=True)
+
+    # -- the step thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        core = self._core
+        assert core is not None and self._loop is not None
+        while not self._stopping:
+            if not core.has_work():
+                self._wake.wait(_IDLE_WAIT_S)
+                self._wake.clear()
+                continue
+            try:
+                outputs = core.step()
+            except Exception as exc:  # a failed forward pass must not kill the loop
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                error = EngineFailureError(f"the model failed during a step: {self._last_error}")
+                error.__cause__ = exc
+                outputs = core.fail_all(error)
+            if outputs:
+                self._loop.call_soon_threadsafe(self._deliver, outputs)
+
+    def _deliver(self, outputs: list[StepOutput]) -> None:
+        for output in outputs:
+            queue = self._queues.get(output.request_id)
+            if queue is not None:
+                queue.put_nowait(output)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _ready_core(self) -> EngineCore:
+        if self._core is None or self._thread is None:
+            raise UnavailableError("the LLM engine is not started")
+        return self._core
+
+    async def _outputs(self, request: GenerationRequest) -> AsyncGenerator[StreamDelta, None]:
+        """Add the request and yield its deltas; abort it if the consumer goes away."""
+        core = self._ready_core()
+        request_id = request.request_id
+        queue: asyncio.Queue[StepOutput] = asyncio.Queue()
+        self._queues[request_id] = queue
+        finished = added = False
+        try:
+            core.add_request(request)
+            added = True
+            self._wake.set()
+            while not finished:
+                output = await queue.get()
+                finished = output.finished
+                if output.error is not None:
+                    raise output.error
+                if output.delta is not None:
+                    yield output.delta
+        finally:
+            self._queues.pop(request_id, None)
+            if added and not finished:
+                core.abort(request_id)
+                self._wake.set()
+
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamDelta, None]:
+        """Yield text deltas as tokens are made; closing the iterator aborts the request."""
+        return self._outputs(request)
+
+    async def execute(self, request: GenerationRequest) -> GenerationResult:
+        """Run a request to completion; cancelling the awaiting task aborts it."""
+        n = request.params.n
+        texts: list[list[str]] = [[] for _ in range(n)]
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
+        finish: list[Any] = [None] * n
+        counts = [0] * n
+        prompt_tokens = 0
+        deltas = self._outputs(request)
+        try:
+            async for delta in deltas:
+                i = delta.index
+                texts[i].append(delta.text)
+                tokens[i].extend(delta.token_ids)
+                logprobs[i].extend(delta.logprobs or [])
+                finish[i] = delta.finish_reason or finish[i]
+                counts[i] = delta.completion_tokens
+                prompt_tokens = delta.prompt_tokens
+        finally:
+            await deltas.aclose()
+        choices = [
+            Completion(i, "".join(texts[i]), tokens[i], finish[i] or "length",
+                       logprobs[i] if request.params.logprobs else None)
+            for i in range(n)
+        ]  # fmt: skip
+        return GenerationResult(request.request_id, choices, prompt_tokens, sum(counts))
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Plain per-engine statistics for metrics and the admin API."""
+        core = self._core
+        if core is None:
+            return {"status": "stopped", "model": self.config.source, "steps": 0}
+        s, sched = core.stats, core.scheduler
+        return {
+            "status": "running",
+            "model": core.loaded.name,
+            "running": sched.running,
+            "running_rows": sched.running_rows,
+            "waiting": sched.waiting,
+            "batch_size": s.last_batch_size,
+            "max_batch_size": self.config.max_batch_size,
+            "tokens_in_flight": sched.tokens_in_flight,
+            "steps": s.steps,
+            "generated_tokens": s.generated_tokens,
+            "prompt_tokens": s.prompt_tokens,
+            "finished_requests": s.finished_requests,
+            "tokens_per_s": round(s.tokens_per_s(), 2),
+            "ttft_avg_s": round(s.ttft_sum_s / s.ttft_count, 4) if s.ttft_count else 0.0,
+            "memory_bytes": core.loaded.memory_bytes(),
+            "last_error": self._last_error,
+        }

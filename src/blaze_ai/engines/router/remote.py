@@ -1,0 +1,287 @@
+"""A replica on another server that speaks the OpenAI HTTP API (another Blaze server, vLLM, ...).
+
+Requests become OpenAI bodies: chat messages go to ``/v1/chat/completions``, prompts and token
+ids to ``/v1/completions`` (streams as server-sent events), images to
+``/v1/images/generations``, embeddings to ``/v1/embeddings``. httpx errors and HTTP statuses are
+translated into :mod:`blaze_ai.errors` where they enter.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from blaze_ai.engines.requests import (
+    Completion,
+    EmbeddingRequest,
+    EmbeddingResult,
+    FinishReason,
+    GenerationRequest,
+    GenerationResult,
+    ImageRequest,
+    ImageResult,
+    StreamDelta,
+)
+from blaze_ai.errors import (
+    AuthenticationError,
+    BadRequestError,
+    BlazeError,
+    ContextLengthError,
+    EngineFailureError,
+    NotFoundError,
+    OverloadedError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    TimedOutError,
+    UnavailableError,
+)
+
+BLAZE_HEALTH_PATH = "/health/ready"
+OPENAI_HEALTH_PATH = "/v1/models"
+_STATUS_ERRORS: dict[int, type[BlazeError]] = {
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: TimedOutError,
+    413: PayloadTooLargeError,
+    504: TimedOutError,
+}
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1.0
+
+
+def error_for_response(response: httpx.Response) -> BlazeError:
+    """The Blaze error for an HTTP error response (OpenAI-shaped body or not)."""
+    status = response.status_code
+    message, code = f"replica answered HTTP {status}", None
+    try:
+        body = response.json()
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict):
+            message, code = str(err.get("message") or message), err.get("code")
+        elif isinstance(body, dict) and "detail" in body:
+            message = str(body["detail"])
+    except ValueError:
+        pass
+    if status == 429:
+        return OverloadedError(message, retry_after=_retry_after(response))
+    if status == 503:
+        return UnavailableError(message, retry_after=_retry_after(response))
+    if status in _STATUS_ERRORS:
+        return _STATUS_ERRORS[status](message)
+    if status == 400 and code == "context_length_exceeded":
+        return ContextLengthError(message)
+    if 400 <= status < 500:
+        return BadRequestError(message)
+    return EngineFailureError(message)
+
+
+def error_for_exception(exc: httpx.HTTPError, url: str) -> BlazeError:
+    """The Blaze error for a transport failure (the caller raises it ``from exc``)."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError | httpx.RemoteProtocolError):
+        return UnavailableError(f"replica {url} unreachable: {type(exc).__name__}")
+    if isinstance(exc, httpx.TimeoutException):
+        return TimedOutError(f"replica {url} timed out: {type(exc).__name__}")
+    if isinstance(exc, httpx.TransportError):
+        return UnavailableError(f"replica {url} connection failed: {type(exc).__name__}")
+    return EngineFailureError(f"replica {url} request failed: {type(exc).__name__}")
+
+
+def _finish(reason: object) -> FinishReason:
+    return "length" if reason == "length" else "stop"
+
+
+def generation_body(request: GenerationRequest, model: str, *, stream: bool) -> tuple[str, dict[str, Any]]:
+    """The path and OpenAI body for a generation request."""
+    p = request.params
+    body: dict[str, Any] = {"model": model, "max_tokens": p.max_tokens, "temperature": p.temperature}
+    body.update(top_p=p.top_p, n=p.n, stream=stream)
+    if p.stop:
+        body["stop"] = list(p.stop)
+    if p.seed is not None:
+        body["seed"] = p.seed
+    if p.top_k:
+        body["top_k"] = p.top_k  # vLLM and Blaze extension
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    if request.messages is not None:
+        return "/v1/chat/completions", {**body, "messages": request.messages}
+    prompt = request.prompt if request.prompt is not None else request.prompt_token_ids
+    return "/v1/completions", {**body, "prompt": prompt}
+
+
+def parse_generation(data: dict[str, Any], request: GenerationRequest) -> GenerationResult:
+    choices = []
+    for choice in data.get("choices", []):
+        message = choice.get("message")
+        text = (message or {}).get("content") if message is not None else choice.get("text")
+        reason = _finish(choice.get("finish_reason"))
+        choices.append(Completion(int(choice.get("index", 0)), text or "", [], reason))
+    usage = data.get("usage") or {}
+    return GenerationResult(
+        request_id=request.request_id,
+        choices=sorted(choices, key=lambda c: c.index),
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+    )
+
+
+class RemoteReplica:
+    """A replica reached over HTTP; ``health_path`` is ``/health/ready`` for Blaze servers."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str,
+        name: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        health_path: str = OPENAI_HEALTH_PATH,
+        weight: float = 1.0,
+        max_connections: int = 256,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("RemoteReplica timeout must be positive (seconds)")
+        self.base_url = base_url.rstrip("/")
+        self.name = name or self.base_url
+        self.model = model
+        self.weight = weight
+        self.health_path = health_path
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def probe(self) -> bool:
+        try:
+            response = await self._client.get(self.health_path)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise error_for_exception(exc, self.base_url) from exc
+        if response.status_code >= 400:
+            raise error_for_response(response)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise EngineFailureError(f"replica {self.base_url} sent invalid JSON") from exc
+        if not isinstance(data, dict):
+            raise EngineFailureError(f"replica {self.base_url} sent an unexpected body")
+        return data
+
+    async def execute(self, request: Any) -> Any:
+        if isinstance(request, GenerationRequest):
+            path, body = generation_body(request, self.model, stream=False)
+            return parse_generation(await self._post(path, body), request)
+        if isinstance(request, ImageRequest):
+            return await self._images(request)
+        if isinstance(request, EmbeddingRequest):
+            return await self._embeddings(request)
+        raise BadRequestError(f"a remote replica cannot run {type(request).__name__}")
+
+    async def _images(self, request: ImageRequest) -> ImageResult:
+        body: dict[str, Any] = {"model": self.model, "prompt": request.prompt, "n": request.n}
+        body["response_format"] = "b64_json"
+        if request.width and request.height:
+            body["size"] = f"{request.width}x{request.height}"
+        extras: dict[str, object] = {"negative_prompt": request.negative_prompt, "steps": request.steps}
+        extras.update(guidance=request.guidance, scheduler=request.scheduler, seed=request.seed)
+        body.update({k: v for k, v in extras.items() if v is not None})  # Blaze extensions
+        data = await self._post("/v1/images/generations", body)
+        images = [base64.b64decode(item["b64_json"]) for item in data.get("data", [])]
+        width, height = _png_size(images[0]) if images else (request.width or 0, request.height or 0)
+        seed = request.seed if request.seed is not None else 0
+        seeds = [seed + i for i in range(len(images))]
+        return ImageResult(request.request_id, images, seeds, width, height)
+
+    async def _embeddings(self, request: EmbeddingRequest) -> EmbeddingResult:
+        body: dict[str, Any] = {"model": self.model, "input": request.inputs, "encoding_format": "float"}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        data = await self._post("/v1/embeddings", body)
+        rows = sorted(data.get("data", []), key=lambda row: int(row.get("index", 0)))
+        usage = data.get("usage") or {}
+        vectors = [[float(x) for x in row["embedding"]] for row in rows]
+        return EmbeddingResult(request.request_id, vectors, int(usage.get("prompt_tokens", 0)))
+
+    async def stream(self, request: Any) -> AsyncIterator[StreamDelta]:
+        """Stream a generation; closing this generator closes the HTTP response (aborts remotely)."""
+        if not isinstance(request, GenerationRequest):
+            raise BadRequestError(f"only generations stream, not {type(request).__name__}")
+        path, body = generation_body(request, self.model, stream=True)
+        try:
+            async with self._client.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise error_for_response(response)
+                async for delta in _sse_deltas(response, self.base_url):
+                    yield delta
+        except httpx.HTTPError as exc:
+            raise error_for_exception(exc, self.base_url) from exc
+
+
+async def _sse_deltas(response: httpx.Response, url: str) -> AsyncIterator[StreamDelta]:
+    """Turn OpenAI SSE chunks into deltas; last deltas wait for the usage chunk to carry counts."""
+    counts: dict[int, int] = {}
+    finished: list[StreamDelta] = []
+    usage: dict[str, Any] = {}
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            break
+        try:
+            chunk = json.loads(payload)
+        except ValueError as exc:
+            raise EngineFailureError(f"replica {url} sent a malformed stream event") from exc
+        if chunk.get("error"):
+            raise EngineFailureError(str(chunk["error"].get("message", "replica stream failed")))
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            index = int(choice.get("index", 0))
+            delta = choice.get("delta")
+            text = (delta.get("content") if delta is not None else choice.get("text")) or ""
+            reason = choice.get("finish_reason")
+            if not text and reason is None:
+                continue  # the role-only first chunk of a chat stream
+            counts[index] = counts.get(index, 0) + (1 if text else 0)
+            item = StreamDelta(index, text, [], _finish(reason) if reason else None, 0, counts[index])
+            if reason is None:
+                yield item
+            else:
+                finished.append(item)
+    for item in finished:
+        item.prompt_tokens = int(usage.get("prompt_tokens", 0))
+        if len(finished) == 1 and "completion_tokens" in usage:
+            item.completion_tokens = int(usage["completion_tokens"])
+        yield item
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        return 0, 0
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")

@@ -1,0 +1,151 @@
+"""Text generation plumbing shared by chat and completions: limits, sampling, usage, stream pieces."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from blaze_ai.engines.requests import GenerationRequest, SamplingParams, StreamDelta
+from blaze_ai.errors import BadRequestError, NotFoundError
+from blaze_ai.server.dispatch import Dispatch, RequestContext
+from blaze_ai.server.lifecycle import Pump, run_guarded
+from blaze_ai.server.schemas import SamplingFields, Usage
+
+TEXT_KINDS = ("llm", "fake")
+#: max_tokens when a chat request gives none (completions default to 16, as OpenAI does).
+DEFAULT_CHAT_MAX_TOKENS = 512
+
+
+def require_kind(request: Request, model: str, kinds: tuple[str, ...], api: str) -> None:
+    """404 for an unknown model, 400 when the model cannot serve this API."""
+    dispatch: Dispatch = request.app.state.dispatch
+    served = dispatch.models()
+    if model not in served:
+        raise NotFoundError(f"The model '{model}' does not exist", param="model")
+    if served[model] not in kinds:
+        raise BadRequestError(
+            f"model '{model}' is a {served[model]} model and cannot serve {api}", param="model"
+        )
+
+
+def sampling_params(
+    request: Request, body: SamplingFields, *, max_tokens: int | None, default: int, logprobs: bool
+) -> SamplingParams:
+    """SamplingParams from the body, within the server's limits (400 naming the parameter)."""
+    server = request.app.state.server_config
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    n = body.n or 1
+    tokens = max_tokens if max_tokens is not None else min(default, server.max_tokens_limit)
+    for name, value, limit in (
+        ("n", n, server.max_n),
+        ("stop", len(stop), server.max_stop),
+        ("max_tokens", tokens, server.max_tokens_limit),
+    ):
+        if value > limit:
+            raise BadRequestError(f"{name} is {value}, more than this server's limit of {limit}", param=name)
+    try:
+        return SamplingParams(
+            max_tokens=tokens,
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            top_k=body.top_k or 0,
+            stop=stop,
+            seed=body.seed,
+            n=n,
+            logprobs=logprobs,
+        )
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from exc
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+    return Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+    )
+
+
+def charge(request: Request, tokens: int) -> None:
+    """Charge finished work to the caller's token budget (rate limits)."""
+    limiter = request.app.state.limiter
+    if limiter.enabled:
+        limiter.charge(rate_key(request), tokens)
+
+
+def rate_key(request: Request) -> str:
+    """Rate limits are per API key, or per client address when keys are off."""
+    key = getattr(request.state, "api_key", None)
+    if key:
+        return f"key:{key}"
+    return f"ip:{request.client.host if request.client else '-'}"
+
+
+def finish_reason(reason: str | None) -> str | None:
+    # "abort" only reaches a client that is already gone; OpenAI has no such value.
+    return "stop" if reason == "abort" else reason
+
+
+def token_strings(token_ids: list[int]) -> list[str]:
+    """Tokens named by id (``token_id:123``, as vLLM does) since engines return ids, not text."""
+    return [f"token_id:{t}" for t in token_ids]
+
+
+async def execute_all(
+    request: Request, model: str, requests: list[GenerationRequest], ctx: RequestContext, deadline: float
+) -> list[Any]:
+    """Run every request (one per prompt) concurrently; disconnect or deadline cancels them all."""
+    dispatch: Dispatch = request.app.state.dispatch
+    work = asyncio.gather(*(dispatch.execute(model, r, ctx) for r in requests))
+    return list(await run_guarded(request, work, deadline))
+
+
+@dataclass
+class StreamState:
+    """Per-stream bookkeeping for usage: prompt tokens per source, completion tokens per choice."""
+
+    prompt_tokens: dict[int, int] = field(default_factory=dict)
+    completion_tokens: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def add(self, source: int, piece: StreamDelta) -> None:
+        self.prompt_tokens[source] = piece.prompt_tokens
+        self.completion_tokens[(source, piece.index)] = piece.completion_tokens
+
+    def usage(self) -> Usage:
+        return usage(sum(self.prompt_tokens.values()), sum(self.completion_tokens.values()))
+
+
+async def open_stream(
+    request: Request, model: str, requests: list[GenerationRequest], ctx: RequestContext, deadline: float
+) -> tuple[Pump, tuple[int, StreamDelta] | None]:
+    """Start the streams and wait for the first piece, so admission errors get a real status."""
+    dispatch: Dispatch = request.app.state.dispatch
+    pump = Pump([dispatch.stream(model, r, ctx) for r in requests])
+    try:
+        first = await run_guarded(request, pump.next(deadline), deadline)
+    except BaseException:
+        pump.close()
+        raise
+    return pump, first
+
+
+async def pieces(
+    pump: Pump, first: tuple[int, StreamDelta] | None, deadline: float
+) -> AsyncIterator[tuple[int, StreamDelta]]:
+    """Every piece, starting with the one already read; the pump is closed however this ends."""
+    try:
+        item = first
+        while item is not None:
+            yield item
+            item = await pump.next(deadline)
+    finally:
+        pump.close()
+
+
+def created() -> int:
+    return int(time.time())

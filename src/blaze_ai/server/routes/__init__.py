@@ -1,0 +1,1 @@
+"""One module per API: models, chat, completions, images, embeddings, health, admin."""

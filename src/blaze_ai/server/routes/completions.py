@@ -1,0 +1,136 @@
+"""``POST /v1/completions``: one prompt or a list of them (strings or token ids), whole or streamed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from blaze_ai.engines.requests import Completion, GenerationRequest, GenerationResult, StreamDelta
+from blaze_ai.errors import BadRequestError
+from blaze_ai.server import generation as gen
+from blaze_ai.server.dispatch import context_for
+from blaze_ai.server.lifecycle import Pump, deadline_in
+from blaze_ai.server.schemas import ERROR_RESPONSES, CompletionRequest, TextCompletion
+from blaze_ai.server.schemas.completions import CompletionChoice, CompletionLogprobs
+from blaze_ai.server.sse import sse_response
+
+router = APIRouter(tags=["completions"])
+
+STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": TextCompletion.model_json_schema()}}}
+}
+
+
+@router.post(
+    "/v1/completions",
+    response_model=TextCompletion,
+    responses={**ERROR_RESPONSES, **STREAM_DOC},
+    summary="Create a text completion",
+)
+async def create_completion(body: CompletionRequest, request: Request) -> Response:
+    server = request.app.state.server_config
+    gen.require_kind(request, body.model, gen.TEXT_KINDS, "completions")
+    prompts = _prompts(body.prompt)
+    if len(prompts) * (body.n or 1) > server.max_n:
+        raise BadRequestError(
+            f"prompts x n is more than this server's limit of {server.max_n}", param="prompt"
+        )
+    params = gen.sampling_params(
+        request, body, max_tokens=body.max_tokens, default=16, logprobs=body.logprobs is not None
+    )
+    deadline = deadline_in(server.request_timeout_s)
+    rid = request.state.request_id
+    requests = [
+        GenerationRequest(
+            prompt=p if isinstance(p, str) else None,
+            prompt_token_ids=p if isinstance(p, list) else None,
+            params=params,
+            deadline=deadline,
+            request_id=rid if len(prompts) == 1 else f"{rid}-{i}",
+        )
+        for i, p in enumerate(prompts)
+    ]
+    ctx = context_for(request, body.user)
+    if body.stream:
+        pump, first = await gen.open_stream(request, body.model, requests, ctx, deadline)
+        return sse_response(_chunks(request, body, pump, first, deadline), rid)
+    results = await gen.execute_all(request, body.model, requests, ctx, deadline)
+    response = _completion(results, body, rid)
+    gen.charge(request, response.usage.total_tokens if response.usage else 0)
+    return JSONResponse(response.model_dump())
+
+
+def _prompts(prompt: Any) -> list[str | list[int]]:
+    """One entry per prompt: a string, or a list of token ids."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if prompt and isinstance(prompt[0], int):
+        return [list(prompt)]
+    return list(prompt)
+
+
+def _logprobs(choice: Completion | StreamDelta, offset: int = 0) -> CompletionLogprobs | None:
+    if choice.logprobs is None:
+        return None
+    tokens = gen.token_strings(choice.token_ids)
+    offsets, at = [], offset
+    for token in tokens:
+        offsets.append(at)
+        at += len(token)
+    return CompletionLogprobs(tokens=tokens, token_logprobs=list(choice.logprobs), text_offset=offsets)
+
+
+def _completion(results: list[GenerationResult], body: CompletionRequest, request_id: str) -> TextCompletion:
+    n = body.n or 1
+    choices = [
+        CompletionChoice(
+            index=p * n + c.index,
+            text=c.text,
+            finish_reason=gen.finish_reason(c.finish_reason),
+            logprobs=_logprobs(c) if body.logprobs is not None else None,
+        )
+        for p, result in enumerate(results)
+        for c in result.choices
+    ]
+    prompt_tokens = sum(r.prompt_tokens for r in results)
+    completion_tokens = sum(r.completion_tokens for r in results)
+    return TextCompletion(
+        id=f"cmpl-{request_id}",
+        created=gen.created(),
+        model=body.model,
+        choices=sorted(choices, key=lambda c: c.index),
+        usage=gen.usage(prompt_tokens, completion_tokens),
+    )
+
+
+async def _chunks(
+    request: Request,
+    body: CompletionRequest,
+    pump: Pump,
+    first: tuple[int, StreamDelta] | None,
+    deadline: float,
+) -> AsyncIterator[dict[str, Any]]:
+    state = gen.StreamState()
+    n = body.n or 1
+    base: dict[str, Any] = {
+        "id": f"cmpl-{request.state.request_id}",
+        "created": gen.created(),
+        "model": body.model,
+    }
+    try:
+        async for source, piece in gen.pieces(pump, first, deadline):
+            state.add(source, piece)
+            choice = CompletionChoice(
+                index=source * n + piece.index,
+                text=piece.text,
+                finish_reason=gen.finish_reason(piece.finish_reason),
+                logprobs=_logprobs(piece) if body.logprobs is not None else None,
+            )
+            yield TextCompletion(**base, choices=[choice]).model_dump()
+    finally:  # what was generated is charged, even when the client left early
+        gen.charge(request, state.usage().total_tokens)
+    if body.stream_options and body.stream_options.include_usage:
+        yield TextCompletion(**base, choices=[], usage=state.usage()).model_dump()

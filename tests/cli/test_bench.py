@@ -1,0 +1,98 @@
+"""``blaze bench`` against a real ``blaze serve`` process (tiny model) on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from blaze_ai.cli import main
+
+CONFIG = """
+server: {host: 127.0.0.1}
+models:
+  - name: tiny
+    kind: llm
+    llm: {source: "builtin:tiny-llama", device: cpu, max_batch_size: 8}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``blaze serve`` on a free port in its own process group, stopped as a group."""
+    workdir = tmp_path_factory.mktemp("bench")
+    (workdir / "blaze.yaml").write_text(CONFIG)
+    port = _free_port()
+    log = (workdir / "server.log").open("wb")
+    command = [sys.executable, "-m", "blaze_ai.cli", "serve", "--config", str(workdir / "blaze.yaml")]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"server did not start:\n{(workdir / 'server.log').read_text()[-3000:]}")
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.close()
+
+
+def _bench(url: str, *extra: str) -> list[str]:
+    return ["bench", "--url", url, "--model", "tiny", "--requests", "6", "--concurrency", "3", *extra]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_bench_prints_a_table_of_a_real_run(
+    server: str, stream: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    args = _bench(server, "--max-tokens", "8", "--json", str(out), *(["--stream"] if stream else []))
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| tiny |" in printed and "tokens/s" in printed and "TTFT p99" in printed
+    results = json.loads(out.read_text())["results"]
+    assert results["requests_ok"] == 6 and results["errors"] == 0
+    assert 0 < results["completion_tokens"] <= 6 * 8
+    assert (results["ttft_p50_s"] is not None) == stream
+    assert results["e2e_p50_s"] <= results["e2e_p99_s"]
+
+
+@pytest.mark.e2e
+def test_bench_counts_errors_and_exits_1_for_an_unknown_model(
+    server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["bench", "--url", server, "--model", "nope", "--requests", "2", "--concurrency", "2"]
+    assert main(args) == 1
+    printed = capsys.readouterr().out
+    assert "| nope |" in printed and "first error: HTTPStatusError: HTTP 404" in printed

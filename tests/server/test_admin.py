@@ -1,0 +1,57 @@
+"""Admin routes and readiness."""
+
+from __future__ import annotations
+
+import httpx
+
+from blaze_ai.engines import FakeConfig, FakeEngine
+
+from .conftest import MakeClient, chat_body
+
+
+async def test_snapshot_shows_status_breaker_in_flight_and_events(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/chat/completions", json=chat_body())
+    data = (await client.get("/admin/engines")).json()
+    fake = data["engines"]["fake"]
+    assert fake["status"] == "ready" and fake["in_flight"] == 0
+    assert fake["breaker"]["state"] == "closed"
+    assert fake["stats"]["requests"] == 1
+    assert any(e["event"] == "status" for e in data["events"])
+    assert (await client.get("/admin/engines/fake")).json()["kind"] == "fake"
+    assert (await client.get("/admin/engines/missing")).status_code == 404
+
+
+async def test_drain_then_restart(client: httpx.AsyncClient) -> None:
+    drained = (await client.post("/admin/engines/fake/drain")).json()
+    assert drained == {"engine": "fake", "drained": True, "status": "stopped"}
+    assert (await client.post("/v1/chat/completions", json=chat_body())).status_code == 503
+    restarted = (await client.post("/admin/engines/fake/restart")).json()
+    assert restarted["ready"] is True
+    assert (await client.post("/v1/chat/completions", json=chat_body())).status_code == 200
+
+
+async def test_load_and_unload_a_model(client: httpx.AsyncClient) -> None:
+    loaded = await client.post(
+        "/admin/models", json={"name": "echo2", "kind": "fake", "fake": {"delay_s": 0}}
+    )
+    assert loaded.status_code == 201 and loaded.json() == {"model": "echo2", "status": "ready"}
+    assert "echo2" in [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
+    assert (await client.post("/v1/chat/completions", json=chat_body(model="echo2"))).status_code == 200
+    again = await client.post("/admin/models", json={"name": "echo2", "kind": "fake"})
+    assert again.status_code == 400
+    bad = await client.post("/admin/models", json={"name": "x", "kind": "fake", "fake": {"nope": 1}})
+    assert bad.status_code == 400 and "nope" in bad.json()["error"]["message"]
+    assert (await client.delete("/admin/models/echo2")).json() == {"model": "echo2", "unloaded": True}
+    assert (await client.post("/v1/chat/completions", json=chat_body(model="echo2"))).status_code == 404
+
+
+async def test_ready_is_503_while_loading(make_client: MakeClient) -> None:
+    slow_start = FakeEngine(FakeConfig(start_delay_s=30))
+    client = await make_client(engines={"fake": slow_start}, wait_ready=False)
+    response = await client.get("/health/ready")
+    assert response.status_code == 503 and response.json() == {"status": "loading"}
+    assert (await client.get("/health/live")).json() == {"status": "ok"}
+
+
+async def test_ready_once_loaded(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health/ready")).json() == {"status": "ready"}
