@@ -18,6 +18,7 @@ import asyncio
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -179,6 +180,8 @@ def main() -> None:
         args.model = "builtin:tiny-llama"
     if args.quick:
         args.prompts, args.hits = 3, 20
+    # A plain SIGTERM would skip the cleanup that stops the redis-server this script started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows = asyncio.run(run(args))
     command = ".venv/bin/python benchmarks/cache.py " + " ".join(sys.argv[1:])
     text = report(rows, args, command.strip())

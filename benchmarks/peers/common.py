@@ -61,7 +61,8 @@ class Generator:
             out = self.model.generate(**inputs, **self._kwargs(max_tokens))
         width = inputs["input_ids"].shape[1]
         prompt_lengths = inputs["attention_mask"].sum(-1).tolist()
-        return [self._output(row[width:].tolist(), n, max_tokens) for row, n in zip(out, prompt_lengths)]
+        rows = zip(out, prompt_lengths, strict=True)
+        return [self._output(row[width:].tolist(), n, max_tokens) for row, n in rows]
 
     def _output(self, ids: list[int], prompt_tokens: int, max_tokens: int) -> Output:
         cut = next((i for i, t in enumerate(ids) if t in self.eos), None)
@@ -131,7 +132,11 @@ def completion(model: str, out: Output) -> dict[str, Any]:
 
 
 def usage(prompt_tokens: int, tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": tokens, "total_tokens": prompt_tokens + tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": tokens,
+        "total_tokens": prompt_tokens + tokens,
+    }
 
 
 def sse(model: str, text: str | None = None, finish: str | None = None, tokens: int | None = None) -> bytes:

@@ -1,6 +1,6 @@
 """Plain FastAPI peer: ``model.generate`` once per request (batch 1), in a worker thread.
 
-    python benchmarks/peers/fastapi_server.py --model builtin:tiny-llama --port 8101
+python benchmarks/peers/fastapi_server.py --model builtin:tiny-llama --port 8101
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DONE, Generator, completion, sse  # noqa: E402
+from common import DONE, Generator, completion, sse
 
 
 def build(gen: Generator) -> FastAPI:
@@ -59,7 +59,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--max-batch-size", type=int, default=1, help="ignored: one request per generate")
     args = parser.parse_args()
-    uvicorn.run(build(Generator(args.model, args.dtype)), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(
+        build(Generator(args.model, args.dtype)), host="127.0.0.1", port=args.port, log_level="warning"
+    )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,7 @@
 A streamed batch yields one list per generate step; a row that ended yields ``StopIteration``.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Ray Serve's ingress needs real annotations on the routes.
 import argparse
 import asyncio
 import os
@@ -20,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DONE, Generator, Output, completion, sse  # noqa: E402
+from common import DONE, Generator, Output, completion, sse
 
 app = FastAPI()
 

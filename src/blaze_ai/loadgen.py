@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 
 _TOPICS = ("the sea", "a robot", "Paris", "winter", "music", "bread", "a cat", "the moon", "trains", "math")
-_STARTS = ("Write a short story about", "Tell me about", "Explain", "Describe", "Once upon a time there was")
+# Openings a base or instruct model continues (an instruct model often ends a bare question at once).
+_STARTS = ("Once upon a time there was", "The history of", "Here is a long story about", "I remember when")
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def prompts(count: int, seed: int) -> list[str]:
     out = []
     for i in range(count):
         filler = " ".join(rng.choice(_TOPICS) for _ in range(rng.randint(0, 12)))
-        out.append(f"{rng.choice(_STARTS)} {rng.choice(_TOPICS)} {filler} (#{i}).".replace("  ", " "))
+        out.append(f"{rng.choice(_STARTS)} {rng.choice(_TOPICS)} and {filler} (#{i}), who".replace("  ", " "))
     return out
 
 
@@ -129,7 +130,9 @@ async def run_load(config: LoadConfig, on_done: Callable[[bool], None] | None = 
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
     timeout = httpx.Timeout(config.request_timeout_s)
-    async with httpx.AsyncClient(base_url=config.url, headers=headers, limits=limits, timeout=timeout) as client:
+    async with httpx.AsyncClient(
+        base_url=config.url, headers=headers, limits=limits, timeout=timeout
+    ) as client:
         start = time.perf_counter()
         workers = [
             asyncio.create_task(_client(client, config, queue, report, on_done))

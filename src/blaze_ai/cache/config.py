@@ -65,19 +65,19 @@ def install_cache(app: Any, cache_mapping: Mapping[str, Any]) -> ResponseCache |
 
     Call it after anything else that replaces ``app.state.dispatch`` (the
     router), so requests go route -> cache -> router. Returns the cache (also
-    ``app.state.cache``, for metrics), or None with ``mode: off``. The app's
+    ``app.state.response_cache``, for metrics), or None with ``mode: off``. The app's
     lifespan closes the cache at shutdown.
     """
     from blaze_ai.cache.dispatch import CachedDispatch
     from blaze_ai.cache.middleware import CacheHeaderMiddleware
 
     config = cache_config(cache_mapping)
-    app.state.cache = None
+    app.state.response_cache = None
     if config.mode == "off":
         return None
     cache = open_cache(config)
     app.state.dispatch = CachedDispatch(app.state.dispatch, cache, config.mode)
-    app.state.cache = cache
+    app.state.response_cache = cache
     app.add_middleware(CacheHeaderMiddleware)
     inner_lifespan = app.router.lifespan_context
 

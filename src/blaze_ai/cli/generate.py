@@ -35,15 +35,20 @@ async def _generate(args: argparse.Namespace) -> int:
     from blaze_ai.engines.llm.config import LLMConfig
     from blaze_ai.engines.llm.engine import LLMEngine
     from blaze_ai.engines.requests import GenerationRequest, SamplingParams
+    from blaze_ai.errors import BadRequestError
 
-    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
-    bar = tqdm(total=100, desc=f"loading {args.model}", unit="%", file=sys.stderr, leave=False)
+    try:
+        params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+        config = LLMConfig(source=args.model, dtype=args.dtype, max_batch_size=1)
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from exc
 
     def progress(stage: str, fraction: float) -> None:
         bar.set_description(f"{args.model}: {stage}")
         bar.update(max(0, round(fraction * 100) - bar.n))
 
-    engine = LLMEngine(LLMConfig(source=args.model, dtype=args.dtype, max_batch_size=1), progress=progress)
+    bar = tqdm(total=100, desc=f"loading {args.model}", unit="%", file=sys.stderr, leave=False)
+    engine = LLMEngine(config, progress=progress)
     try:
         await engine.start()
     finally:

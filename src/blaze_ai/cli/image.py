@@ -68,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _generate(config: DiffusionConfig, request: ImageRequest, *, progress: bool) -> tuple[bytes, int]:
+    from diffusers.utils import logging as diffusers_logging
     from tqdm import tqdm
 
+    diffusers_logging.disable_progress_bar()  # one bar here: the steps, not the loading of parts
     engine = DiffusionEngine(config)
     await engine.start()
     bar = tqdm(total=request.steps or config.steps, unit="step", disable=not progress, file=sys.stderr)

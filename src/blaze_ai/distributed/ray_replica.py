@@ -155,6 +155,10 @@ class RayReplica:
         except RayError as exc:
             raise translate(exc, self.name) from exc
 
+    async def start(self) -> None:
+        """Wait until the actor's engine runs (optional: the first probe or request starts it too)."""
+        await self._call("start")
+
     async def execute(self, request: Any) -> Any:
         return await self._call("execute", request)
 

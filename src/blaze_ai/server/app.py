@@ -37,6 +37,7 @@ from blaze_ai.server.routes import admin, chat, completions, embeddings, health,
 
 EXPOSED_HEADERS = [
     "x-request-id",
+    "x-blaze-cache",
     "retry-after",
     "x-ratelimit-limit-requests",
     "x-ratelimit-remaining-requests",
@@ -89,6 +90,7 @@ def create_app(config: Any = None, manager: EngineManager | None = None) -> Fast
     state.keys = KeySet(tuple(server_config.api_keys), tuple(server_config.admin_keys))
     state.limiter = RateLimiter(server_config.rate_limit_rpm, server_config.rate_limit_tpm)
     state.images = ImageStore(server_config.image_url_ttl_s)
+    state.response_cache = None
     state.draining = False
     state.started_at = int(time.time())
     state.start_task = None
@@ -100,7 +102,8 @@ def create_app(config: Any = None, manager: EngineManager | None = None) -> Fast
     app.include_router(admin.router, dependencies=[Depends(require_admin_key)])
     app.include_router(health.router)
     _install_middleware(app, server_config)
-    state.response_cache = install_cache(app, config.cache) if full else None
+    if full:
+        install_cache(app, config.cache)  # sets state.response_cache
     install_observability(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -267,12 +267,10 @@ async def test_errors_are_raised_at_once(tiny_model: LoadedModel) -> None:
 
 
 async def test_a_refused_duplicate_id_does_not_abort_the_original(engine: LLMEngine) -> None:
-    original = asyncio.create_task(engine.execute(greedy(PROMPTS[0], 30, request_id="same")))
-    for _ in range(1000):
-        if engine.stats()["running"] == 1:
-            break
-        await asyncio.sleep(0.005)
+    original = engine.stream(greedy(PROMPTS[0], 30, request_id="same"))
+    first = await anext(original)  # the original is running now
     with pytest.raises(BadRequestError, match="already in use"):
         await engine.execute(greedy(PROMPTS[1], 5, request_id="same"))
-    result = await original
-    assert result.choices[0].finish_reason == "length" and result.completion_tokens == 30
+    rest = [d async for d in original]
+    assert first.completion_tokens == 1
+    assert rest[-1].finish_reason == "length" and rest[-1].completion_tokens == 30

@@ -84,8 +84,9 @@ class PipelineRunner:
         return dict(self.pipe.components)
 
     def native_size(self) -> tuple[int, int]:
-        """(width, height) the model was trained at."""
-        size = self.pipe.unet.config.sample_size
+        """(width, height) the model was trained at (UNet or transformer denoisers)."""
+        denoiser: Any = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
+        size = getattr(self.pipe, "default_sample_size", None) or denoiser.config.sample_size
         h, w = (size, size) if isinstance(size, int) else (size[0], size[1])
         scale = int(getattr(self.pipe, "vae_scale_factor", 1)) if self.text_conditioned else 1
         return w * scale, h * scale

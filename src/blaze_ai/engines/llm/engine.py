@@ -29,7 +29,7 @@ from blaze_ai.engines.llm.config import LLMConfig
 from blaze_ai.engines.llm.core import EngineCore, StepOutput
 from blaze_ai.engines.llm.loading import LoadedModel, load_model
 from blaze_ai.engines.requests import Completion, GenerationRequest, GenerationResult, StreamDelta
-from blaze_ai.errors import EngineFailureError, UnavailableError
+from blaze_ai.errors import BadRequestError, EngineFailureError, UnavailableError
 from blaze_ai.model_cache import ModelCache
 
 Progress = Callable[[str, float], None]
@@ -144,6 +144,8 @@ class LLMEngine:
         """Add the request and yield its deltas; abort it if the consumer goes away."""
         core = self._ready_core()
         request_id = request.request_id
+        if request_id in self._queues:
+            raise BadRequestError(f"request id {request_id!r} is already in use")
         queue: asyncio.Queue[StepOutput] = asyncio.Queue()
         self._queues[request_id] = queue
         finished = added = False
