@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -95,14 +95,15 @@ def _stop_group(proc: subprocess.Popen[str]) -> None:
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[str]:
     """A one-node Ray cluster on loopback; yields its address and joins it from this process."""
-    pytest.importorskip("ray", reason="the Ray tests need: pip install 'blaze-ai[ray]'")
     env = {
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps Ray's traffic off other addresses
-        "RAY_AUTH_MODE": "token",  # as Ray's default for new clusters, with the test's own token
-        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        # Loopback only, so no token; and "disabled" matches what a Ray imported earlier in this
+        # process assumes for an explicit address (it reads RAY_AUTH_MODE once).
+        "RAY_AUTH_MODE": "disabled",
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
+    pytest.importorskip("ray", reason="the Ray tests need: pip install 'blaze-ai[ray]'")
     temp_dir = tempfile.mkdtemp(prefix="blzray-", dir="/tmp")
     command = _head_command(temp_dir)
     address = f"127.0.0.1:{command[5].split('=')[1]}"
@@ -119,6 +120,7 @@ def ray_cluster() -> Iterator[str]:
     finally:
         disconnect()
         _stop_group(proc)
+        shutil.rmtree(temp_dir, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -13,7 +13,7 @@ from blaze_ai.engines.router.context import RoutingContext, client_address, cont
 from blaze_ai.engines.router.health import HealthChecker, HealthConfig
 from blaze_ai.engines.router.remote import BLAZE_HEALTH_PATH, OPENAI_HEALTH_PATH, RemoteReplica
 from blaze_ai.engines.router.replicas import LocalReplica, ManagedEngine, Replica
-from blaze_ai.engines.router.router import RetryBudget, Router, RouterConfig, classify
+from blaze_ai.engines.router.router import RetryBudget, Router, RouterConfig
 from blaze_ai.engines.router.strategies import (
     STRATEGIES,
     AdaptiveWeights,
@@ -58,7 +58,6 @@ __all__ = [
     "Sticky",
     "Strategy",
     "WeightedRandom",
-    "classify",
     "client_address",
     "context_from_headers",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
 
-from blaze_ai.engines.base import Executable, HealthCheckable, HealthReport
+from blaze_ai.engines.base import EngineStatus, Executable, HealthCheckable, HealthReport
 
 
 @runtime_checkable
@@ -46,7 +46,7 @@ class EngineDispatcher(Protocol):
 
     def stream(self, name: str, request: Any) -> AsyncIterator[Any]: ...
 
-    def snapshot(self) -> dict[str, dict[str, Any]]: ...
+    def status(self, name: str) -> EngineStatus: ...
 
 
 class ManagedEngine:
@@ -63,9 +63,8 @@ class ManagedEngine:
         return self.manager.stream(self.engine_name, request)
 
     async def health_check(self) -> HealthReport:
-        entry = self.manager.snapshot().get(self.engine_name)
-        status = str(entry.get("status", "")) if entry else "missing"
-        return HealthReport(healthy=status in ("ready", "degraded"), detail=status)
+        status = self.manager.status(self.engine_name)  # the manager runs the engine's own checks
+        return HealthReport(healthy=status.admits_requests, detail=status.value)
 
 
 class LocalReplica:

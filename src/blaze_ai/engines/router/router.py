@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from blaze_ai.engines.breaker import BreakerConfig, CircuitBreaker, Outcome
+from blaze_ai.engines.breaker import BreakerConfig, CircuitBreaker, Outcome, outcome_of
 from blaze_ai.engines.router.context import RoutingContext, context_from_headers, parse_networks, resolve
 from blaze_ai.engines.router.health import HealthChecker, HealthConfig
 from blaze_ai.engines.router.replicas import Replica
@@ -30,7 +30,6 @@ from blaze_ai.errors import (
     CancelledError,
     EngineFailureError,
     NotFoundError,
-    OverloadedError,
     PayloadTooLargeError,
     PermissionDeniedError,
     TimedOutError,
@@ -106,13 +105,6 @@ class RetryBudget:
             return False
         self._tokens -= 1.0
         return True
-
-
-def classify(exc: BaseException) -> Outcome:
-    """Breaker outcome of a failed try: client errors, cancellation and 429 are ignored."""
-    if isinstance(exc, (*CLIENT_ERRORS, OverloadedError, asyncio.CancelledError, GeneratorExit)):
-        return Outcome.IGNORED
-    return Outcome.FAILURE
 
 
 @dataclass(slots=True)
@@ -242,7 +234,7 @@ class Router:
             error = TimedOutError(f"replica {slot.state.name} did not answer within {timeout[0]:.3g}s")
             return (Outcome.IGNORED if timeout[1] else Outcome.FAILURE), error
         if isinstance(exc, BlazeError | asyncio.CancelledError | GeneratorExit):
-            return classify(exc), exc
+            return outcome_of(exc), exc
         return Outcome.FAILURE, EngineFailureError(f"replica {slot.state.name} failed: {type(exc).__name__}")
 
     def _may_retry(self, exc: BaseException, attempt: int, request: Any) -> bool:
