@@ -71,8 +71,9 @@ def test_embedded_default_loads() -> None:
     config = load_config(env={})
     assert isinstance(config, BlazeConfig)
     assert config.server == ServerConfig()
-    assert [m.kind for m in config.models] == ["llm"]
-    assert config.models[0].name
+    # One server, every engine kind, each a built-in that needs no download.
+    assert [m.kind for m in config.models] == ["llm", "diffusion", "embedding"]
+    assert all(m.engine.source.startswith("builtin:") for m in config.models)
 
 
 def test_empty_file_is_an_empty_config(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from blaze_ai.distributed.config import RayReplicaConfig
 from blaze_ai.engines.breaker import BreakerConfig
 from blaze_ai.engines.manager import ManagerConfig
 from blaze_ai.errors import ConfigError
@@ -96,12 +97,12 @@ class ModelConfig:
     replicas: int = 1
     router: Mapping[str, Any] = field(default_factory=dict)
     remotes: tuple[Mapping[str, Any], ...] = ()
-    ray: Mapping[str, Any] = field(default_factory=dict)  # replicas on a Ray cluster
+    ray: RayReplicaConfig | None = None  # replicas on a Ray cluster
 
     def __post_init__(self) -> None:
         if not self.name.strip():
             raise ValueError("name must be a non-empty model id such as 'smollm2'")
-        if self.replicas < 0 or (self.replicas == 0 and not self.remotes and not self.ray):
+        if self.replicas < 0 or (self.replicas == 0 and not self.remotes and self.ray is None):
             raise ValueError("replicas must be >= 1, or 0 when remotes or ray replicas are given")
 
 
@@ -187,7 +188,9 @@ def _model(raw: Any, path: str, default_breaker: Mapping[str, Any]) -> ModelConf
         "replicas": entry.get("replicas", 1),
         "router": _mapping(entry.get("router", {}), f"{path}.router"),
         "remotes": tuple(_mapping(r, f"{path}.remotes[{i}]") for i, r in enumerate(remotes)),
-        "ray": _mapping(entry.get("ray", {}), f"{path}.ray"),
+        "ray": build(RayReplicaConfig, _mapping(entry["ray"], f"{path}.ray"), f"{path}.ray")
+        if "ray" in entry
+        else None,
     }
     _check_type(values["replicas"], int, f"{path}.replicas")
     _check_router(values["router"], f"{path}.router")

@@ -153,11 +153,11 @@ class System:
 
 def ray_replicas(model: ModelConfig) -> list[Replica]:
     """Replicas on a Ray cluster when the model asks for them (imports Ray only then)."""
-    if not model.ray:
+    if model.ray is None:
         return []
     from blaze_ai.distributed import build_ray_replicas
 
-    return list(build_ray_replicas(model))
+    return list(build_ray_replicas(model.name, model.kind, model.engine, model.ray))
 
 
 def routing_context(ctx: Any) -> RoutingContext | None:

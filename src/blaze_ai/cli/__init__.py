@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 from blaze_ai import __version__
 from blaze_ai.errors import BlazeError
+from blaze_ai.observability.logging import configure_logging
 
 # Each module has add_parser(subparsers), which sets func=run(args) -> int.
 COMMANDS = ("serve", "generate", "image", "embed", "config_check", "bench")
@@ -18,7 +18,12 @@ COMMANDS = ("serve", "generate", "image", "embed", "config_check", "bench")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blaze", description="Blaze AI inference server")
     parser.add_argument("--version", action="version", version=f"blaze-ai {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: info; serve: server.log_level)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -37,9 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level or "info")
     try:
         return int(args.func(args))
     except BlazeError as exc:

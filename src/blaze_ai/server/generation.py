@@ -125,9 +125,9 @@ async def open_stream(
 ) -> tuple[Pump, tuple[int, StreamDelta] | None]:
     """Start the streams and wait for the first piece, so admission errors get a real status."""
     dispatch: Dispatch = request.app.state.dispatch
-    pump = Pump([dispatch.stream(model, r, ctx) for r in requests])
+    pump = Pump([dispatch.stream(model, r, ctx) for r in requests], deadline)
     try:
-        first = await run_guarded(request, pump.next(deadline), deadline)
+        first = await run_guarded(request, pump.next(), deadline)
     except BaseException:
         pump.close()
         raise
@@ -135,14 +135,15 @@ async def open_stream(
 
 
 async def pieces(
-    pump: Pump, first: tuple[int, StreamDelta] | None, deadline: float
-) -> AsyncIterator[tuple[int, StreamDelta]]:
-    """Every piece, starting with the one already read; the pump is closed however this ends."""
+    pump: Pump, first: tuple[int, StreamDelta] | None
+) -> AsyncIterator[list[tuple[int, StreamDelta]]]:
+    """Every piece, in batches of what is ready at once (so they leave in one write), starting with
+    the one already read; the pump is closed however this ends."""
     try:
         item = first
         while item is not None:
-            yield item
-            item = await pump.next(deadline)
+            yield [item, *pump.ready()]
+            item = await pump.next()
     finally:
         pump.close()
 

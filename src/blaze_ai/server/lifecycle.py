@@ -5,9 +5,11 @@
   the cancellation convention of ``blaze_ai.engines``), or the deadline passes
   (cancelled too, then :class:`~blaze_ai.errors.TimedOutError`, HTTP 504).
 - :class:`Pump` drives one or more engine streams, each in its own task,
-  handing pieces over a small queue. Reading a piece is bounded by the
-  deadline, and closing the pump cancels the tasks, which closes the engine
-  streams (``aclose``) so the engines stop spending compute on them.
+  handing pieces over a queue. Reading is bounded by the stream's deadline
+  (one timer for the whole stream, not one per piece), pieces already queued
+  are taken without waiting, and closing the pump cancels the tasks, which
+  closes the engine streams (``aclose``) so the engines stop spending compute
+  on them.
 """
 
 from __future__ import annotations
@@ -81,14 +83,24 @@ def _forget(task: asyncio.Task[Any]) -> None:
 
 
 _END = object()
+_EXPIRED = (-1, _END, None)  # wakes a reader waiting on an empty queue when the deadline passes
+
+#: Pieces a source may run ahead of the reader (a slow client's pieces then leave in one write).
+_AHEAD = 64
 
 
 class Pump:
-    """Run streams in their own tasks; :meth:`next` yields ``(source index, piece)``."""
+    """Run streams in their own tasks; :meth:`next` and :meth:`ready` give ``(source index, piece)``."""
 
-    def __init__(self, sources: list[AsyncIterator[Any]]) -> None:
-        self._queue: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue(len(sources))
+    def __init__(self, sources: list[AsyncIterator[Any]], deadline: float) -> None:
+        self._queue: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue(
+            _AHEAD * len(sources)
+        )
         self._open = len(sources)
+        self._error: BaseException | None = None
+        self._expired = False
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + (deadline - time.monotonic()), self._expire)
         self._tasks = [asyncio.create_task(self._run(i, s)) for i, s in enumerate(sources)]
 
     async def _run(self, index: int, source: AsyncIterator[Any]) -> None:
@@ -103,23 +115,50 @@ class Pump:
             if aclose is not None:
                 await aclose()
 
-    async def next(self, deadline: float) -> tuple[int, Any] | None:
+    def _expire(self) -> None:
+        self._expired = True
+        if self._queue.empty():  # a full queue has no reader waiting
+            self._queue.put_nowait(_EXPIRED)
+
+    async def next(self) -> tuple[int, Any] | None:
         """The next piece from any source, None when all have ended; raises their errors."""
-        while self._open:
-            try:
-                index, piece, error = await asyncio.wait_for(self._queue.get(), remaining(deadline))
-            except TimeoutError:
-                raise TimedOutError("the request's deadline passed (server.request_timeout_s)") from None
-            if error is not None:
-                raise error
-            if piece is _END:
-                self._open -= 1
-                continue
+        while True:
+            if self._expired:
+                raise TimedOutError("the request's deadline passed (server.request_timeout_s)")
+            if self._error is not None:
+                raise self._error
+            if not self._open:
+                return None
+            queue = self._queue
+            item = queue.get_nowait() if queue.qsize() else await queue.get()
+            piece = self._take(item)
+            if piece is not None:
+                return piece
+
+    def ready(self) -> list[tuple[int, Any]]:
+        """The pieces already queued, without waiting; an error among them is raised by :meth:`next`."""
+        pieces: list[tuple[int, Any]] = []
+        queue = self._queue
+        while queue.qsize() and self._error is None and not self._expired:
+            piece = self._take(queue.get_nowait())
+            if piece is not None:
+                pieces.append(piece)
+        return pieces
+
+    def _take(self, item: tuple[int, Any, BaseException | None]) -> tuple[int, Any] | None:
+        """The piece in ``item``, or None for an end, an error (kept for :meth:`next`) or a wake-up."""
+        index, piece, error = item
+        if piece is not _END:
             return index, piece
+        if error is not None:
+            self._error = error
+        elif item is not _EXPIRED:
+            self._open -= 1
         return None
 
     def close(self) -> None:
-        """Cancel every source task (synchronous, so it works inside a cancelled scope)."""
+        """Cancel every source task and the deadline (synchronous, so it works in a cancelled scope)."""
+        self._timer.cancel()
         for task in self._tasks:
             if not task.done():
                 _abandon(task)

@@ -311,3 +311,18 @@ def test_config_accepts_a_breaker_mapping_and_unique_names() -> None:
     assert RouterConfig(breaker={"failure_threshold": 3}).breaker.failure_threshold == 3  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unique"):
         Router([FakeReplica("a"), FakeReplica("a")])
+
+
+async def test_a_slow_in_process_replica_is_not_cut_at_the_per_try_timeout() -> None:
+    # A long generation or a busy engine queue is not a replica failure: only the deadline bounds it.
+    slow = FakeEngine(FakeConfig(delay_s=0.2))
+    await slow.start()
+    router = Router([LocalReplica("slow", slow)], RouterConfig(try_timeout_s=0.05))
+    result = await router.execute(GenerationRequest(prompt="still here"))
+    assert isinstance(result, GenerationResult) and result.choices[0].text == "still here"
+    assert router.stats()["replicas"]["slow"]["errors"] == 0 and router.retries == 0
+    late = GenerationRequest(prompt="too late", deadline=time.monotonic() + 0.05)
+    with pytest.raises(TimedOutError):
+        await router.execute(late)
+    replica = router.stats()["replicas"]["slow"]
+    assert replica["errors"] == 0 and replica["breaker_state"] == "closed"

@@ -3,10 +3,13 @@
 The model runs on one dedicated thread that calls ``core.step()`` while there
 is work and sleeps otherwise, so the event loop stays free. Each step's
 outputs go back to the event loop in one ``call_soon_threadsafe`` call and
-are sorted into per-request ``asyncio.Queue`` objects. ``execute`` and
-``stream`` add the request (errors such as a full queue or an over-long
-prompt are raised at once) and read their queue; cancelling ``execute`` or
-closing the stream aborts the request at the next step.
+are sorted per request: a streamed request's deltas go into its
+``asyncio.Queue``; a whole (``execute``) request's deltas are held by a
+:class:`_Collector` that wakes its caller once, when the request ends, so a
+request that nobody streams costs the event loop no wake-up per token.
+``execute`` and ``stream`` add the request (errors such as a full queue or an
+over-long prompt are raised at once); cancelling ``execute`` or closing the
+stream aborts the request at the next step.
 
 Example::
 
@@ -38,6 +41,30 @@ Progress = Callable[[str, float], None]
 _IDLE_WAIT_S = 1.0
 
 
+class _Collector:
+    """Holds a whole request's deltas; ``done`` resolves once, when the request ends or fails."""
+
+    __slots__ = ("deltas", "done", "finished")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.deltas: list[StreamDelta] = []
+        self.done: asyncio.Future[list[StreamDelta]] = loop.create_future()
+        self.finished = False
+
+    def put_nowait(self, output: StepOutput) -> None:
+        """Take one step's output (the same call as ``asyncio.Queue.put_nowait``)."""
+        if self.done.done():  # the waiter was cancelled
+            return
+        self.finished = output.finished
+        if output.error is not None:
+            self.done.set_exception(output.error)
+        else:
+            if output.delta is not None:
+                self.deltas.append(output.delta)
+            if output.finished:
+                self.done.set_result(self.deltas)
+
+
 class LLMEngine:
     """Serves one causal LM with continuous batching (kind ``"llm"``)."""
 
@@ -54,7 +81,7 @@ class LLMEngine:
         self._wake = threading.Event()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queues: dict[str, asyncio.Queue[StepOutput]] = {}
+        self._queues: dict[str, asyncio.Queue[StepOutput] | _Collector] = {}
         self._last_error: str | None = None
         self._started_at: float | None = None
 
@@ -140,14 +167,18 @@ class LLMEngine:
             raise UnavailableError("the LLM engine is not started")
         return self._core
 
+    def _claim(self, request_id: str, sink: asyncio.Queue[StepOutput] | _Collector) -> None:
+        """Route ``request_id``'s outputs to ``sink``; an id already in flight is refused."""
+        if request_id in self._queues:
+            raise BadRequestError(f"request id {request_id!r} is already in use")
+        self._queues[request_id] = sink
+
     async def _outputs(self, request: GenerationRequest) -> AsyncGenerator[StreamDelta, None]:
         """Add the request and yield its deltas; abort it if the consumer goes away."""
         core = self._ready_core()
         request_id = request.request_id
-        if request_id in self._queues:
-            raise BadRequestError(f"request id {request_id!r} is already in use")
         queue: asyncio.Queue[StepOutput] = asyncio.Queue()
-        self._queues[request_id] = queue
+        self._claim(request_id, queue)
         finished = added = False
         try:
             core.add_request(request)
@@ -170,6 +201,27 @@ class LLMEngine:
         """Yield text deltas as tokens are made; closing the iterator aborts the request."""
         return self._outputs(request)
 
+    async def _collect(self, request: GenerationRequest) -> list[StreamDelta]:
+        """Add the request and return all its deltas at the end; abort it if the caller is cancelled."""
+        core = self._ready_core()
+        request_id = request.request_id
+        collector = _Collector(asyncio.get_running_loop())
+        self._claim(request_id, collector)
+        added = False
+        try:
+            core.add_request(request)
+            added = True
+            self._wake.set()
+            return await collector.done
+        finally:
+            self._queues.pop(request_id, None)
+            done = collector.done
+            if done.done() and not done.cancelled():
+                done.exception()  # retrieved: a failure that raced a cancellation is not worth a log line
+            if added and not collector.finished:
+                core.abort(request_id)
+                self._wake.set()
+
     async def execute(self, request: GenerationRequest) -> GenerationResult:
         """Run a request to completion; cancelling the awaiting task aborts it."""
         n = request.params.n
@@ -179,18 +231,14 @@ class LLMEngine:
         finish: list[Any] = [None] * n
         counts = [0] * n
         prompt_tokens = 0
-        deltas = self._outputs(request)
-        try:
-            async for delta in deltas:
-                i = delta.index
-                texts[i].append(delta.text)
-                tokens[i].extend(delta.token_ids)
-                logprobs[i].extend(delta.logprobs or [])
-                finish[i] = delta.finish_reason or finish[i]
-                counts[i] = delta.completion_tokens
-                prompt_tokens = delta.prompt_tokens
-        finally:
-            await deltas.aclose()
+        for delta in await self._collect(request):
+            i = delta.index
+            texts[i].append(delta.text)
+            tokens[i].extend(delta.token_ids)
+            logprobs[i].extend(delta.logprobs or [])
+            finish[i] = delta.finish_reason or finish[i]
+            counts[i] = delta.completion_tokens
+            prompt_tokens = delta.prompt_tokens
         choices = [
             Completion(i, "".join(texts[i]), tokens[i], finish[i] or "length",
                        logprobs[i] if request.params.logprobs else None)

@@ -70,6 +70,8 @@ class ManagedEngine:
 class LocalReplica:
     """A replica over an in-process engine (anything with execute, stream and health_check)."""
 
+    in_process = True  # no per-try timeout: see Router._try_timeout
+
     def __init__(self, name: str, engine: LocalEngine, *, weight: float = 1.0) -> None:
         self.name = name
         self.engine = engine

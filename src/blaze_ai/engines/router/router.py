@@ -208,30 +208,39 @@ class Router:
         message = "no eligible replica: all unhealthy or breakers open"
         return UnavailableError(message, retry_after=min(waits, default=1.0))
 
-    def _try_timeout(self, request: Any) -> tuple[float, bool]:
-        """Seconds for this try and whether the request's own deadline is what bounds it."""
+    def _try_timeout(self, replica: Replica, request: Any) -> tuple[float | None, bool]:
+        """Seconds for this try (None: unbounded) and whether the request's own deadline bounds it.
+
+        The per-try timeout catches a hung remote replica. An in-process replica has none: its
+        engine's queue and generation time is bounded by the request's deadline alone, and a
+        hang is caught by the engine manager's health checks, so a long generation or a busy
+        queue is never mistaken for a failed replica.
+        """
+        per_try = None if getattr(replica, "in_process", False) else self.config.try_timeout_s
         deadline = getattr(request, "deadline", None)
         if deadline is None:
-            return self.config.try_timeout_s, False
+            return per_try, False
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimedOutError("the request's deadline passed before a replica could take it")
-        return min(remaining, self.config.try_timeout_s), remaining < self.config.try_timeout_s
+        if per_try is None or remaining < per_try:
+            return remaining, True
+        return per_try, False
 
-    def _timeout_for(self, slot: _Slot, request: Any) -> tuple[float, bool]:
+    def _timeout_for(self, slot: _Slot, request: Any) -> tuple[float | None, bool]:
         """``_try_timeout``, releasing the slot (not the replica's fault) when the deadline passed."""
         try:
-            return self._try_timeout(request)
+            return self._try_timeout(slot.replica, request)
         except TimedOutError:
             self._finish(slot, Outcome.IGNORED, 0.0)
             raise
 
     def _judge(
-        self, slot: _Slot, exc: BaseException, timeout: tuple[float, bool]
+        self, slot: _Slot, exc: BaseException, timeout: tuple[float | None, bool]
     ) -> tuple[Outcome, BaseException]:
         """The breaker outcome of a failed try and the error to raise for it."""
         if isinstance(exc, TimeoutError):
-            error = TimedOutError(f"replica {slot.state.name} did not answer within {timeout[0]:.3g}s")
+            error = TimedOutError(f"replica {slot.state.name} did not answer within {timeout[0] or 0:.3g}s")
             return (Outcome.IGNORED if timeout[1] else Outcome.FAILURE), error
         if isinstance(exc, BlazeError | asyncio.CancelledError | GeneratorExit):
             return outcome_of(exc), exc

@@ -23,7 +23,7 @@ from blaze_ai.server.schemas.chat import (
     ChunkDelta,
     TokenLogprob,
 )
-from blaze_ai.server.sse import sse_response
+from blaze_ai.server.sse import Template, event, hole, sse_response
 
 router = APIRouter(tags=["chat"])
 
@@ -60,8 +60,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     ctx = context_for(request, body.user)
     if body.stream:
         pump, first = await gen.open_stream(request, body.model, [generation], ctx, deadline)
-        chunks = _chunks(request, body, pump, first, deadline)
-        return sse_response(chunks, request.state.request_id)
+        return sse_response(_chunks(request, body, pump, first), request.state.request_id)
     (result,) = await gen.execute_all(request, body.model, [generation], ctx, deadline)
     gen.charge(request, result.prompt_tokens + result.completion_tokens)
     return JSONResponse(_completion(result, body, request.state.request_id).model_dump())
@@ -102,41 +101,58 @@ def _completion(result: GenerationResult, body: ChatCompletionRequest, request_i
     )
 
 
-async def _chunks(
-    request: Request,
-    body: ChatCompletionRequest,
-    pump: Pump,
-    first: tuple[int, StreamDelta] | None,
-    deadline: float,
-) -> AsyncIterator[dict[str, Any]]:
-    state = gen.StreamState()
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    base: dict[str, Any] = {
-        "id": f"chatcmpl-{request.state.request_id}",
-        "created": gen.created(),
-        "model": body.model,
-    }
+class _Events:
+    """A chat stream's SSE events; the per-token ones (without logprobs) from templates."""
 
-    def chunk(choices: list[ChunkChoice], usage: Any = None) -> dict[str, Any]:
-        data = ChatCompletionChunk(**base, choices=choices, usage=usage).model_dump()
+    def __init__(self, request: Request, body: ChatCompletionRequest) -> None:
+        self.base: dict[str, Any] = {
+            "id": f"chatcmpl-{request.state.request_id}",
+            "created": gen.created(),
+            "model": body.model,
+        }
+        content = self.chunk([ChunkChoice(index=0, delta=ChunkDelta(content=""))])
+        content["choices"][0].update(index=hole(0), delta={"content": hole(1)})
+        self.content = Template(content, 2)
+        finish = self.chunk([ChunkChoice(index=0, delta=ChunkDelta())])
+        finish["choices"][0].update(index=hole(0), finish_reason=hole(1))
+        self.finish = Template(finish, 2)
+
+    def chunk(self, choices: list[ChunkChoice], usage: Any = None) -> dict[str, Any]:
+        data = ChatCompletionChunk(**self.base, choices=choices, usage=usage).model_dump()
         for choice in data["choices"]:  # like OpenAI, a delta carries only what it has
             choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
         return data
 
-    yield chunk(
-        [ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content="")) for i in range(body.n or 1)]
-    )
+    def piece(self, piece: StreamDelta, logprobs: ChoiceLogprobs | None) -> list[bytes]:
+        """The content event (if any) and the finish event (if last) of one piece."""
+        events = []
+        if logprobs:
+            delta = ChunkDelta(content=piece.text)
+            events.append(event(self.chunk([ChunkChoice(index=piece.index, delta=delta, logprobs=logprobs)])))
+        elif piece.text:
+            events.append(self.content.render(piece.index, piece.text))
+        if piece.finish_reason is not None:
+            events.append(self.finish.render(piece.index, gen.finish_reason(piece.finish_reason)))
+        return events
+
+
+async def _chunks(
+    request: Request, body: ChatCompletionRequest, pump: Pump, first: tuple[int, StreamDelta] | None
+) -> AsyncIterator[bytes]:
+    state = gen.StreamState()
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    events = _Events(request, body)
+    roles = [ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content="")) for i in range(body.n or 1)]
+    yield event(events.chunk(roles))
     try:
-        async for source, piece in gen.pieces(pump, first, deadline):
-            state.add(source, piece)
-            logprobs = _logprobs(piece) if body.logprobs else None
-            if piece.text or logprobs:
-                delta = ChunkDelta(content=piece.text)
-                yield chunk([ChunkChoice(index=piece.index, delta=delta, logprobs=logprobs)])
-            if piece.finish_reason is not None:
-                reason = gen.finish_reason(piece.finish_reason)
-                yield chunk([ChunkChoice(index=piece.index, delta=ChunkDelta(), finish_reason=reason)])
+        async for batch in gen.pieces(pump, first):
+            out: list[bytes] = []
+            for source, piece in batch:
+                state.add(source, piece)
+                out += events.piece(piece, _logprobs(piece) if body.logprobs else None)
+            if out:
+                yield b"".join(out)
     finally:  # what was generated is charged, even when the client left early
         gen.charge(request, state.usage().total_tokens)
     if include_usage:
-        yield chunk([], usage=state.usage())
+        yield event(events.chunk([], usage=state.usage()))

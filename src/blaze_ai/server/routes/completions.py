@@ -15,7 +15,7 @@ from blaze_ai.server.dispatch import context_for
 from blaze_ai.server.lifecycle import Pump, deadline_in
 from blaze_ai.server.schemas import ERROR_RESPONSES, CompletionRequest, TextCompletion
 from blaze_ai.server.schemas.completions import CompletionChoice, CompletionLogprobs
-from blaze_ai.server.sse import sse_response
+from blaze_ai.server.sse import Template, event, hole, sse_response
 
 router = APIRouter(tags=["completions"])
 
@@ -56,7 +56,7 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
     ctx = context_for(request, body.user)
     if body.stream:
         pump, first = await gen.open_stream(request, body.model, requests, ctx, deadline)
-        return sse_response(_chunks(request, body, pump, first, deadline), rid)
+        return sse_response(_chunks(request, body, pump, first), rid)
     results = await gen.execute_all(request, body.model, requests, ctx, deadline)
     response = _completion(results, body, rid)
     gen.charge(request, response.usage.total_tokens if response.usage else 0)
@@ -107,12 +107,8 @@ def _completion(results: list[GenerationResult], body: CompletionRequest, reques
 
 
 async def _chunks(
-    request: Request,
-    body: CompletionRequest,
-    pump: Pump,
-    first: tuple[int, StreamDelta] | None,
-    deadline: float,
-) -> AsyncIterator[dict[str, Any]]:
+    request: Request, body: CompletionRequest, pump: Pump, first: tuple[int, StreamDelta] | None
+) -> AsyncIterator[bytes]:
     state = gen.StreamState()
     n = body.n or 1
     base: dict[str, Any] = {
@@ -120,17 +116,30 @@ async def _chunks(
         "created": gen.created(),
         "model": body.model,
     }
+    fast = _piece_template(base) if body.logprobs is None else None
     try:
-        async for source, piece in gen.pieces(pump, first, deadline):
-            state.add(source, piece)
-            choice = CompletionChoice(
-                index=source * n + piece.index,
-                text=piece.text,
-                finish_reason=gen.finish_reason(piece.finish_reason),
-                logprobs=_logprobs(piece) if body.logprobs is not None else None,
-            )
-            yield TextCompletion(**base, choices=[choice]).model_dump()
+        async for batch in gen.pieces(pump, first):
+            events = []
+            for source, piece in batch:
+                state.add(source, piece)
+                index, reason = source * n + piece.index, gen.finish_reason(piece.finish_reason)
+                if fast is not None:
+                    events.append(fast.render(index, piece.text, reason))
+                    continue
+                choice = CompletionChoice(
+                    index=index, text=piece.text, finish_reason=reason, logprobs=_logprobs(piece)
+                )
+                events.append(event(TextCompletion(**base, choices=[choice]).model_dump()))
+            yield b"".join(events)
     finally:  # what was generated is charged, even when the client left early
         gen.charge(request, state.usage().total_tokens)
     if body.stream_options and body.stream_options.include_usage:
-        yield TextCompletion(**base, choices=[], usage=state.usage()).model_dump()
+        yield event(TextCompletion(**base, choices=[], usage=state.usage()).model_dump())
+
+
+def _piece_template(base: dict[str, Any]) -> Template:
+    """The event of one piece without logprobs, with holes for the index, text and finish reason."""
+    choice = CompletionChoice(index=0, text="", finish_reason=None)
+    data = TextCompletion(**base, choices=[choice]).model_dump()
+    data["choices"][0].update(index=hole(0), text=hole(1), finish_reason=hole(2))
+    return Template(data, 3)
