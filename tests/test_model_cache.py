@@ -111,6 +111,15 @@ def test_extra_bytes_count_against_the_budget() -> None:
     assert "a" not in cache
 
 
+def test_extra_bytes_may_be_measured_on_the_loaded_model() -> None:
+    # An LLM's KV-cache reservation depends on its config, known only once it is loaded.
+    cache = make_cache(100)
+    cache.get_or_load("a", loader("a", 30), extra_bytes=lambda model: model.size)
+    assert cache.entries()[0]["bytes"] == 60 and cache.entries()[0]["extra_bytes"] == 30
+    cache.get_or_load("b", loader("b", 41))
+    assert "a" not in cache
+
+
 def test_a_model_larger_than_the_budget_is_refused_clearly() -> None:
     cache = make_cache(100)
     with pytest.raises(UnavailableError, match="budget"):

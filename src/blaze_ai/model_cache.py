@@ -27,6 +27,8 @@ from typing import Any, TypeVar, cast
 from blaze_ai.errors import BlazeError, EngineFailureError, OverloadedError, UnavailableError
 
 T = TypeVar("T")
+#: Memory beyond the weights: bytes, or a function of the loaded model that says how many.
+ExtraBytes = int | Callable[[Any], int]
 
 
 def memory_of(obj: object) -> int:
@@ -132,6 +134,7 @@ class ModelCache:
         self._entries: dict[str, _Entry] = {}
         self._loading: set[str] = set()
         self._known_bytes: dict[str, int] = {}  # sizes of models seen before, to make room early
+        self._known_extra: dict[str, int] = {}
         self._load_counts: dict[str, int] = {}
         self.loads = 0
         self.evictions = 0
@@ -141,13 +144,17 @@ class ModelCache:
 
     # -- loading -----------------------------------------------------------
 
-    def get_or_load(self, key: str, loader: Callable[[], T], *, extra_bytes: int = 0, pin: bool = False) -> T:
+    def get_or_load(
+        self, key: str, loader: Callable[[], T], *, extra_bytes: ExtraBytes = 0, pin: bool = False
+    ) -> T:
         """Return the model under ``key``, loading it with ``loader`` if absent.
 
+        ``extra_bytes`` is memory the model will use beyond its weights (a KV
+        cache, activations): a number, or a function of the loaded model.
         With ``pin`` the model is pinned atomically (call :meth:`unpin` later);
         prefer :meth:`use`, which unpins for you.
         """
-        if extra_bytes < 0:
+        if isinstance(extra_bytes, int) and extra_bytes < 0:
             raise ValueError("extra_bytes must be 0 or positive")
         with self._lock:
             entry = self._wait_for_entry(key)
@@ -162,7 +169,7 @@ class ModelCache:
         return cast(T, self._load(key, loader, extra_bytes, pin))
 
     @contextmanager
-    def use(self, key: str, loader: Callable[[], T], *, extra_bytes: int = 0) -> Iterator[T]:
+    def use(self, key: str, loader: Callable[[], T], *, extra_bytes: ExtraBytes = 0) -> Iterator[T]:
         """Get (or load) the model and keep it pinned for the ``with`` block."""
         model = self.get_or_load(key, loader, extra_bytes=extra_bytes, pin=True)
         try:
@@ -259,13 +266,13 @@ class ModelCache:
             self._lock.wait()
         return self._entries.get(key)
 
-    def _load(self, key: str, loader: Callable[[], object], extra_bytes: int, pin: bool) -> object:
+    def _load(self, key: str, loader: Callable[[], object], extra_bytes: ExtraBytes, pin: bool) -> object:
         """Load outside the lock (other keys stay served), then admit; always end the loading mark."""
         try:
             known = self._known_bytes.get(key)
             if known is not None:  # a reload: make room before spending the memory
                 with self._lock:
-                    evicted = self._make_room(key, known + extra_bytes)
+                    evicted = self._make_room(key, known + self._known_extra.get(key, 0))
                 _free_memory(evicted)
             try:
                 model = loader()
@@ -285,11 +292,13 @@ class ModelCache:
                 self._loading.discard(key)
                 self._lock.notify_all()
 
-    def _admit(self, key: str, model: object, extra_bytes: int, pin: bool) -> object:
+    def _admit(self, key: str, model: object, extra: ExtraBytes, pin: bool) -> object:
         """Measure the loaded model, evict to make room and insert it (or raise, inserting nothing)."""
         model_bytes = self._sizer(model)
+        extra_bytes = extra(model) if callable(extra) else extra
         with self._lock:
             self._known_bytes[key] = model_bytes
+            self._known_extra[key] = extra_bytes
             try:
                 evicted = self._make_room(key, model_bytes + extra_bytes)
             except BlazeError:

@@ -117,6 +117,14 @@ def test_memory_bytes_counts_parameters_and_buffers(tiny_model: LoadedModel) -> 
     assert tiny_model.memory_bytes() == expected
 
 
+def test_kv_cache_bytes_follow_the_model_config(tiny_model: LoadedModel) -> None:
+    cfg = tiny_model.model.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * 4  # keys and values, fp32
+    assert tiny_model.kv_cache_bytes(1000) == 1000 * per_token
+    assert tiny_model.kv_cache_bytes(0) == 0
+
+
 # ------------------------------------------------------------------ sources
 
 

@@ -109,7 +109,11 @@ class LLMEngine:
         if self._model_cache is None:
             return load_model(self.config, self._progress)
         loaded: LoadedModel = self._model_cache.get_or_load(
-            self.cache_key, lambda: load_model(self.config, self._progress), pin=True
+            self.cache_key,
+            lambda: load_model(self.config, self._progress),
+            # the budget counts the KV cache of a full batch, not just the weights
+            extra_bytes=lambda m: m.kv_cache_bytes(self.config.max_tokens_in_flight),
+            pin=True,
         )
         return loaded
 

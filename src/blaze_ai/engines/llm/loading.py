@@ -57,6 +57,16 @@ class LoadedModel:
                 total += 0 if bias is None else bias.numel() * bias.element_size()
         return int(total)
 
+    def kv_cache_bytes(self, tokens: int) -> int:
+        """Bytes a KV cache holding ``tokens`` tokens takes (keys and values, every layer)."""
+        cfg = self.model.config
+        heads = getattr(cfg, "num_attention_heads", 1)
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        per_token = 2 * cfg.num_hidden_layers * kv_heads * head_dim
+        element = torch.finfo(self.dtype).bits // 8 if self.dtype.is_floating_point else 4
+        return int(per_token * element * tokens)
+
     def autocast(self, enabled: bool) -> contextlib.AbstractContextManager[Any]:
         """A context that runs forward passes under AMP when ``enabled`` (LLMConfig.amp)."""
         if not enabled:
