@@ -102,6 +102,18 @@ class System:
         except KeyError:
             raise NotFoundError(f"The model '{model}' does not exist", param="model") from None
 
+    @property
+    def is_ready(self) -> bool:
+        """Local engines past their first load (see ``EngineManager.is_ready``) and a replica to send to.
+
+        A router-only server (every model on remotes or Ray) is ready once a replica is eligible.
+        """
+        if self.manager.draining or not self._served:
+            return False
+        if self.manager.names() and not self.manager.is_ready:
+            return False
+        return any(served.router.eligible() for served in self._served.values())
+
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
         """Start every engine (one at a time: loading is memory-heavy) and every router."""

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,18 +40,29 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m blaze_ai.cli serve --config FILE --port P`` with its output in a log file."""
 
-    def __init__(self, config_text: str, workdir: Path) -> None:
+    def __init__(
+        self, config_text: str, workdir: Path, *, port: int | None = None, ready_path: str = "/health/ready"
+    ) -> None:
+        """``ready_path`` is polled until it answers 200 (``/health/live`` for a server of remotes only)."""
+        workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "blaze.yaml"
         self.config.write_text(config_text)
         self.log_path = workdir / "server.log"
-        self.port = free_port()
+        self.port = port if port is not None else free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ready_path = ready_path
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout_s: float = 180.0) -> None:
+        """Launch and wait until ready; a stopped or killed server starts again on the same port."""
+        self.launch()
+        self.wait_ready(ready_timeout_s)
+
+    def launch(self) -> None:
+        """Start the process without waiting (launch several, then ``wait_ready`` each)."""
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, "-m", "blaze_ai.cli", "serve", "--config", str(self.config)]
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:  # appends, so a restart keeps the earlier run's log
             self.process = subprocess.Popen(
                 [*command, "--port", str(self.port)],
                 stdout=log,
@@ -58,15 +70,32 @@ class ServerProcess:
                 env=env,
                 start_new_session=True,  # its own process group, killed as a whole
             )
+
+    def wait_ready(self, ready_timeout_s: float = 180.0) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base_url}/health/ready", timeout=2).status_code == 200:
+                if httpx.get(f"{self.base_url}{self.ready_path}", timeout=2).status_code == 200:
                     return
             time.sleep(0.2)
         raise RuntimeError(f"server not ready in {ready_timeout_s}s:\n{self.log()}")
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the server's process group (SIGSTOP hangs it, SIGCONT resumes it)."""
+        assert self.process is not None
+        os.killpg(self.process.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once (a crash; works on a stopped process too) and reap it."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
     def terminate(self) -> None:
         """Send SIGTERM (the graceful drain)."""
@@ -83,6 +112,7 @@ class ServerProcess:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, signal.SIGCONT)  # a stopped (SIGSTOP) server handles it too
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -95,8 +125,9 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def running(config_text: str, workdir: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(config_text, workdir)
+def running(config_text: str, workdir: Path, **options: Any) -> Iterator[ServerProcess]:
+    """``blaze serve`` for the block; ``options`` go to :class:`ServerProcess` (``port``, ``ready_path``)."""
+    server = ServerProcess(config_text, workdir, **options)
     try:
         server.start()
         yield server
@@ -104,7 +135,7 @@ def running(config_text: str, workdir: Path) -> Iterator[ServerProcess]:
         server.stop()
 
 
-Running = Callable[[str, Path], contextlib.AbstractContextManager[ServerProcess]]
+Running = Callable[..., contextlib.AbstractContextManager[ServerProcess]]
 
 
 @pytest.fixture(scope="session")
@@ -117,3 +148,28 @@ def gateway() -> Running:
 def tiny_llm_yaml() -> Callable[[str, str], str]:
     """A config serving ``builtin:tiny-llama`` as ``tiny`` with the given API and admin key."""
     return lambda api_key, admin_key: TINY_LLM.format(api_key=api_key, admin_key=admin_key)
+
+
+MakeServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def blaze_servers(tmp_path: Path) -> Iterator[MakeServer]:
+    """``blaze_servers(config_yaml, name, **options)`` launches ``blaze serve`` in ``tmp_path / name``.
+
+    It returns the launched :class:`ServerProcess` (call ``wait_ready``); ``options`` are ``port``
+    and ``ready_path``. Every server made is SIGKILLed by process group at teardown.
+    """
+    made: list[ServerProcess] = []
+
+    def make(config_text: str, name: str, **options: Any) -> ServerProcess:
+        server = ServerProcess(config_text, tmp_path / name, **options)
+        made.append(server)
+        server.launch()
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in made:
+            server.kill()

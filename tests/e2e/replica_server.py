@@ -1,4 +1,4 @@
-"""A tiny OpenAI-compatible replica for router fault tests and benchmarks.
+"""A tiny OpenAI-compatible replica for ``benchmarks/router_overhead.py`` (fault tests use ``blaze serve``).
 
 Run: ``python tests/e2e/replica_server.py --port 9001 --name r1 [--fail half] [--delay 0.01]``.
 It echoes the prompt prefixed with its name (so a test can see who answered), streams word by

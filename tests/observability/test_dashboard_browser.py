@@ -2,9 +2,10 @@
 
 Headless Debian Chromium (``/usr/bin/chromium``) driven by Playwright for
 Python (``pip install playwright``; no ``playwright install``: the system
-browser is used). The server is uvicorn in a subprocess on a free loopback
-port, serving ``create_app`` + ``install_observability`` over fake models.
-A screenshot is saved to ``artifacts/dashboard.png``.
+browser is used). The server is ``blaze serve`` (``python -m blaze_ai.cli
+serve``; ``create_app`` installs the dashboard) over fake models, in its own
+process group on a free loopback port. A screenshot is saved to
+``artifacts/dashboard.png``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ server:
   host: 127.0.0.1
   api_keys: [{API_KEY}]
   admin_keys: [{ADMIN_KEY}]
+  drain_grace_s: 5
 models:
   - name: alpha
     kind: fake
@@ -45,18 +47,6 @@ models:
   - name: beta
     kind: fake
     fake: {{delay_s: 0.01}}
-"""
-# Until `blaze serve` calls install_observability itself, serve this factory (idempotent either way).
-FACTORY = """
-import os
-from blaze_ai.config import load_config
-from blaze_ai.observability import install_observability
-from blaze_ai.server import create_app
-
-def make_app():
-    app = create_app(load_config(os.environ["BLAZE_E2E_CONFIG"]))
-    install_observability(app)
-    return app
 """
 
 
@@ -68,13 +58,12 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    """A uvicorn process serving the app; stopped (its whole process group) at teardown."""
+    """``blaze serve`` on the config; stopped (its whole process group) at teardown."""
     (tmp_path / "blaze.yaml").write_text(CONFIG)
-    (tmp_path / "dash_app.py").write_text(FACTORY)
     port = _free_port()
-    env = {**os.environ, "BLAZE_E2E_CONFIG": str(tmp_path / "blaze.yaml"), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "uvicorn", "--factory", "dash_app:make_app", "--app-dir", str(tmp_path),
-               "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "blaze_ai.cli", "serve", "--config", str(tmp_path / "blaze.yaml"),
+               "--port", str(port)]  # fmt: skip
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -131,9 +120,10 @@ def traffic(base: str, max_requests: int = 2000, max_s: float = 90.0) -> Iterato
         thread.join(timeout=15)
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
 def test_dashboard_shows_engines_charts_and_restarts_an_engine(server: str) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    # No skip: `make test` installs Debian chromium and playwright; a missing one must fail here.
+    assert CHROMIUM.exists(), "needs Debian chromium at /usr/bin/chromium (scripts/system-deps.sh)"
+    from playwright import sync_api
     ARTIFACTS.mkdir(exist_ok=True)
     with traffic(server), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from blaze_ai.config import parse_config
 from blaze_ai.engines import FakeConfig, FakeEngine
+from blaze_ai.server import create_app
 
 from .conftest import MakeClient, chat_body
 
@@ -55,3 +57,23 @@ async def test_ready_is_503_while_loading(make_client: MakeClient) -> None:
 
 async def test_ready_once_loaded(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health/ready")).json() == {"status": "ready"}
+
+
+async def test_routers_show_each_replicas_health_breaker_and_picks() -> None:
+    config = parse_config({"models": [{"name": "echo", "kind": "fake", "replicas": 2}]}, env={})
+    app = create_app(config)
+    async with app.router.lifespan_context(app):
+        await app.state.start_task
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            answer = await client.post("/v1/chat/completions", json=chat_body(model="echo"))
+            assert answer.status_code == 200
+            data = (await client.get("/admin/routers")).json()
+    replicas = data["echo"]["replicas"]
+    assert data["echo"]["requests"] == 1 and sorted(replicas) == ["echo#0", "echo#1"]
+    assert sum(r["picks"] for r in replicas.values()) == 1
+    assert all(r["healthy"] and r["breaker_state"] == "closed" for r in replicas.values())
+
+
+async def test_routers_is_empty_without_a_system(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/admin/routers")).json() == {}

@@ -1,4 +1,4 @@
-"""Admin routes: see engines, load and unload models, drain or restart an engine.
+"""Admin routes: see engines and routers, load and unload models, drain or restart an engine.
 
 All need an admin key when keys are configured (see ``blaze_ai.server.auth``).
 Loading takes a model entry in the config file's shape::
@@ -42,6 +42,12 @@ async def engine(name: str, request: Request) -> dict[str, Any]:
     manager = _manager(request)
     manager.get(name)  # 404 when unknown
     return manager.snapshot()[name]
+
+
+@router.get("/routers", summary="Every model's router: strategy, retries, per-replica health and breaker")
+async def routers(request: Request) -> dict[str, Any]:
+    served = getattr(request.app.state, "routers", None) or {}
+    return {model: model_router.stats() for model, model_router in served.items()}
 
 
 @router.post("/engines/{name}/drain", summary="Stop admitting, finish in-flight work, stop the engine")

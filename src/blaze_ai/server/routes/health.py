@@ -25,6 +25,6 @@ async def ready(request: Request) -> JSONResponse:
     state = request.app.state
     if state.draining or state.manager.draining:
         return JSONResponse({"status": "draining"}, status_code=503, headers={"Retry-After": "5"})
-    if not state.manager.is_ready:
+    if not (state.system or state.manager).is_ready:
         return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "2"})
     return JSONResponse({"status": "ready"})
