@@ -3,11 +3,14 @@
     .venv/bin/python demo_refactored_system.py            # 16 concurrent requests, 32 tokens each
     .venv/bin/python demo_refactored_system.py --quick    # 8 concurrent requests, 8 tokens each
 
-One ``EngineManager`` runs two ``builtin:tiny-llama`` LLM replicas, a ``builtin:tiny-sd`` diffusion
-engine, a ``builtin:all-minilm-l6-v2`` embedding engine and two ``FakeEngine`` replicas (for the
-fault steps, with short breaker timings). A ``Router`` per model balances over its replicas, and the
-response cache (``blaze_ai.cache``) sits in front, so every request walks the server's path:
-cache -> router -> manager (breaker) -> engine -> scheduler or batcher -> model.
+The demo writes its config as a mapping (what a YAML file would hold), parses it with
+``blaze_ai.config.parse_config`` and runs it with ``blaze_ai.system.System``, the system ``blaze
+serve`` runs: two ``builtin:tiny-llama`` LLM replicas (engines ``llm#0``, ``llm#1``), a
+``builtin:tiny-sd`` diffusion engine, a ``builtin:all-minilm-l6-v2`` embedding engine and two fake
+replicas (``fake#0``, ``fake#1``, for the fault steps, with short breaker timings), one ``Router``
+per model. The response cache (``blaze_ai.cache``) sits in front as the server puts it, so every
+request walks the server's path: cache -> router -> manager (breaker) -> engine -> scheduler or
+batcher -> model.
 
 Steps: batching (concurrent requests; batch sizes read from engine stats), streaming, a cache hit
 (miss and hit latency), a breaker trip and recovery, a failover (an LLM replica crashes; requests
@@ -24,39 +27,36 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # built-ins are built locally; never download
 
 from demo_report import DEFAULT_REPORT, Report, Step
 
-from blaze_ai.cache import CachedDispatch, MemoryBackend, ResponseCache
-from blaze_ai.engines import BreakerConfig, EngineManager, FakeConfig, FakeEngine, ManagerConfig
-from blaze_ai.engines.diffusion import DiffusionConfig, DiffusionEngine
-from blaze_ai.engines.embedding import EmbeddingConfig, EmbeddingEngine
-from blaze_ai.engines.llm import LLMConfig, LLMEngine
+from blaze_ai.cache import CachedDispatch, MemoryBackend, ResponseCache, cache_config
+from blaze_ai.config import BlazeConfig, parse_config
+from blaze_ai.engines import FakeEngine
 from blaze_ai.engines.requests import (
     EmbeddingRequest,
     GenerationRequest,
     ImageRequest,
     SamplingParams,
 )
-from blaze_ai.engines.router import LocalReplica, Router, RouterConfig
+from blaze_ai.engines.router import Router
 from blaze_ai.server.dispatch import RequestContext
+from blaze_ai.system import System, engine_names
 
 # Short timings so a trip and a recovery take about a second, not the production 5 s to 60 s.
-FAST_BREAKER = BreakerConfig(
-    failure_threshold=3,
-    open_base_s=1.0,
-    open_max_s=2.0,
-    jitter=0.0,
-    half_open_max_calls=1,
-    success_threshold=1,
-)
-MANAGER = ManagerConfig(health_interval_s=0.5, unhealthy_after=2, restart_base_s=0.2, restart_max_s=1.0)
-LLM_REPLICAS = ("llm-0", "llm-1")
-FAKE_REPLICAS = ("fake-0", "fake-1")
+FAST_BREAKER = {
+    "failure_threshold": 3,
+    "open_base_s": 1.0,
+    "open_max_s": 2.0,
+    "jitter": 0.0,
+    "half_open_max_calls": 1,
+    "success_threshold": 1,
+}
+# Fast router health checks (every 0.5 s, down after 2 failures, up after 1 success).
+FAST_HEALTH = {"health_interval_s": 0.5, "health_rise": 1, "health_fall": 2}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,56 +69,68 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _router_config(strategy: str = "power_of_two", breaker: BreakerConfig | None = None) -> RouterConfig:
-    """Fast health checks (every 0.5 s, down after 2 failures, up after 1 success)."""
-    return RouterConfig(
-        strategy, breaker=breaker or BreakerConfig(), health_interval_s=0.5, health_rise=1, health_fall=2
-    )
+def config_mapping(llm_source: str) -> dict[str, Any]:
+    """The demo's config, as a YAML file would hold it."""
+    return {
+        "server": {"drain_grace_s": 5.0},
+        "manager": {
+            "health_interval_s": 0.5,
+            "unhealthy_after": 2,
+            "restart_base_s": 0.2,
+            "restart_max_s": 1.0,
+        },
+        "cache": {"backend": "memory", "max_bytes": 64 << 20, "ttl_s": 600, "mode": "deterministic"},
+        "models": [
+            {
+                "name": "llm",
+                "kind": "llm",
+                "llm": {"source": llm_source, "device": "cpu", "max_batch_size": 16},
+                "replicas": 2,
+                "router": {"strategy": "least_connections", **FAST_HEALTH},
+            },
+            {
+                "name": "image",
+                "kind": "diffusion",
+                "diffusion": {"device": "cpu", "steps": 4},
+                "router": {"strategy": "power_of_two", **FAST_HEALTH},
+            },
+            {
+                "name": "embed",
+                "kind": "embedding",
+                "embedding": {},
+                "router": {"strategy": "power_of_two", **FAST_HEALTH},
+            },
+            {
+                "name": "fake",
+                "kind": "fake",
+                "fake": {"delay_s": 0.005},
+                "replicas": 2,
+                "breaker": FAST_BREAKER,  # the manager's breaker on each replica and the router's
+                "router": {"strategy": "round_robin", **FAST_HEALTH},
+            },
+        ],
+    }
 
 
-class RouterDispatch:
-    """The server's dispatch seam over one ``Router`` per model (what ``CachedDispatch`` wraps)."""
+class Demo:
+    """``blaze_ai.system.System`` behind the response cache, wired the way ``blaze serve`` does it."""
 
-    def __init__(self, routers: dict[str, tuple[str, Router]]) -> None:
-        self.routers = routers  # model -> (kind, router)
-
-    async def execute(self, model: str, request: Any, ctx: RequestContext) -> Any:
-        return await self.routers[model][1].execute(request)
-
-    def stream(self, model: str, request: Any, ctx: RequestContext) -> AsyncIterator[Any]:
-        return self.routers[model][1].stream(request)
-
-    def models(self) -> dict[str, str]:
-        return {model: kind for model, (kind, _) in self.routers.items()}
-
-
-class System:
-    """Manager, routers, cache and dispatch, built the way ``blaze serve`` wires them."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, config: BlazeConfig) -> None:
         self.args = args
-        self.manager = EngineManager(MANAGER)
-        llm = LLMConfig(source=args.llm, device="cpu", max_batch_size=16)
-        for name in LLM_REPLICAS:
-            self.manager.register(name, LLMEngine(llm))
-        self.manager.register("image", DiffusionEngine(DiffusionConfig(device="cpu", steps=4)))
-        self.manager.register("embed", EmbeddingEngine(EmbeddingConfig()))
-        for name in FAKE_REPLICAS:
-            self.manager.register(name, FakeEngine(FakeConfig(delay_s=0.005)), FAST_BREAKER)
-        self.routers = {
-            "llm": ("llm", self._router(LLM_REPLICAS, _router_config("least_connections"))),
-            "image": ("diffusion", self._router(("image",), _router_config())),
-            "embed": ("embedding", self._router(("embed",), _router_config())),
-            "fake": ("fake", self._router(FAKE_REPLICAS, _router_config("round_robin", FAST_BREAKER))),
-        }
-        self.cache = ResponseCache(MemoryBackend(64 << 20), ttl_s=600)
-        self.dispatch = CachedDispatch(RouterDispatch(self.routers), self.cache, mode="deterministic")
-
-    def _router(self, names: tuple[str, ...], config: RouterConfig) -> Router:
-        return Router([LocalReplica.from_manager(self.manager, name) for name in names], config)
+        self.config = config
+        self.system = System(config)
+        self.llm_engines = engine_names(config.model("llm"))  # llm#0, llm#1
+        self.fake_engines = engine_names(config.model("fake"))  # fake#0, fake#1
+        # As install_cache does: open_cache(cache_config(...)) wrapped around the system's dispatch.
+        settings = cache_config(config.cache)
+        assert settings.backend == "memory"
+        self.cache = ResponseCache(
+            MemoryBackend(settings.max_bytes), settings.ttl_s, max_entry_bytes=settings.max_bytes
+        )
+        self.dispatch = CachedDispatch(self.system, self.cache, mode=settings.mode)
 
     def router(self, model: str) -> Router:
-        return self.routers[model][1]
+        return self.system.routers[model]
 
     def ctx(self) -> RequestContext:
         return RequestContext(request_id=f"demo-{time.monotonic_ns()}", client_ip="127.0.0.1")
@@ -133,20 +145,18 @@ class System:
     # -- steps ---------------------------------------------------------------------------------
     async def start(self, step: Step) -> None:
         t0 = time.monotonic()
-        await self.manager.start()
-        for _, router in self.routers.values():
-            await router.start()
-        snapshot = self.manager.snapshot()
+        await self.system.start()  # every engine (one at a time), then every router
+        snapshot = self.system.manager.snapshot()
         statuses = {name: entry["status"] for name, entry in snapshot.items()}
         step.figures.update(
-            start_s=time.monotonic() - t0, engines=sorted(statuses), ready=self.manager.is_ready
+            start_s=time.monotonic() - t0, engines=sorted(statuses), ready=self.system.manager.is_ready
         )
         step.check(all(s == "ready" for s in statuses.values()), f"not every engine is ready: {statuses}")
         step.summary = f"{len(statuses)} engines ready in {time.monotonic() - t0:.2f}s: {', '.join(statuses)}"
 
     async def batching(self, step: Step) -> None:
-        before = {name: self.manager.get(name).stats() for name in LLM_REPLICAS}
-        seen: dict[str, set[int]] = {name: set() for name in LLM_REPLICAS}
+        before = {name: self.system.manager.get(name).stats() for name in self.llm_engines}
+        seen: dict[str, set[int]] = {name: set() for name in self.llm_engines}
         sampler = asyncio.create_task(self._sample_batches(seen))
         n = self.args.concurrency
         t0 = time.monotonic()
@@ -158,7 +168,9 @@ class System:
                 await sampler
         wall = time.monotonic() - t0
         tokens = sum(r.completion_tokens for r in results)
-        steps = sum(self.manager.get(x).stats()["steps"] - before[x]["steps"] for x in LLM_REPLICAS)
+        steps = sum(
+            self.system.manager.get(x).stats()["steps"] - before[x]["steps"] for x in self.llm_engines
+        )
         sizes = sorted(set().union(*seen.values()))
         picks = {x: s["picks"] for x, s in self.router("llm").stats()["replicas"].items()}
         step.figures.update(
@@ -172,8 +184,8 @@ class System:
 
     async def _sample_batches(self, seen: dict[str, set[int]]) -> None:
         while True:
-            for name in LLM_REPLICAS:
-                stats = self.manager.get(name).stats()
+            for name in self.llm_engines:
+                stats = self.system.manager.get(name).stats()
                 for key in ("batch_size", "running"):
                     if stats.get(key):
                         seen[name].add(int(stats[key]))
@@ -214,28 +226,28 @@ class System:
         step.summary = f"miss {latencies[0] * 1000:.1f} ms, hit {latencies[1] * 1000:.2f} ms"
 
     async def breaker(self, step: Step) -> None:
-        victim, fake = self.manager.get(FAKE_REPLICAS[0]), self.router("fake")
+        name = self.fake_engines[0]  # fake#0
+        victim, fake = self.system.manager.get(name), self.router("fake")
         assert isinstance(victim, FakeEngine)
         victim.set_mode(fail_rate=1.0)
         errors, sent = 0, 0
-        while self._breaker_state(FAKE_REPLICAS[0]) != "open" and sent < 20:
+        while self._breaker_state(name) != "open" and sent < 20:
             sent += 1
             errors += await self._try_fake()
-        opened = self._breaker_state(FAKE_REPLICAS[0])
-        print(
-            f"   {FAKE_REPLICAS[0]} failing: breaker {opened} after {sent} requests, {errors} client errors"
-        )
+        opened = self._breaker_state(name)
+        print(f"   {name} failing: breaker {opened} after {sent} requests, {errors} client errors")
         victim.set_mode(fail_rate=0.0)
         t0 = time.monotonic()
-        while self._breaker_state(FAKE_REPLICAS[0]) != "closed" and time.monotonic() - t0 < 10:
+        while self._breaker_state(name) != "closed" and time.monotonic() - t0 < 10:
             errors += await self._try_fake()
             await asyncio.sleep(0.05)
         closed_after = time.monotonic() - t0
-        final = self._breaker_state(FAKE_REPLICAS[0])
-        router_state = fake.stats()["replicas"][FAKE_REPLICAS[0]]["breaker_state"]
+        final = self._breaker_state(name)
+        open_time = self.config.model("fake").breaker.open_base_s
+        router_state = fake.stats()["replicas"][name]["breaker_state"]
         step.figures.update(
             requests_until_open=sent, client_errors=errors, closed_after_s=closed_after,
-            open_time_s=FAST_BREAKER.open_base_s, final_state=final, router_breaker_state=router_state,
+            open_time_s=open_time, final_state=final, router_breaker_state=router_state,
         )  # fmt: skip
         step.check(opened == "open", f"the breaker did not open after {sent} failing requests")
         step.check(final == "closed", f"the breaker did not close again (state {final})")
@@ -245,7 +257,7 @@ class System:
         )
 
     def _breaker_state(self, name: str) -> str:
-        return str(self.manager.snapshot()[name]["breaker"]["state"])
+        return str(self.system.manager.snapshot()[name]["breaker"]["state"])
 
     async def _try_fake(self) -> int:
         try:
@@ -257,8 +269,8 @@ class System:
         return 0
 
     async def failover(self, step: Step) -> None:
-        crashed = LLM_REPLICAS[1]
-        await self.manager.get(crashed).stop()  # the engine dies under the manager's feet
+        crashed = self.llm_engines[1]
+        await self.system.manager.get(crashed).stop()  # the engine dies under the manager's feet
         retries0 = self.router("llm").stats()["retries"]
         outcomes = await asyncio.gather(
             *(self.generate(f"Failover request {i}", temperature=1.0) for i in range(6)),
@@ -270,17 +282,20 @@ class System:
         print(f"   {crashed} crashed: {succeeded}/{len(outcomes)} succeeded, {retries} retries")
         t0 = time.monotonic()
         while (
-            self.manager.snapshot()[crashed]["restarts"] < 1 or self.manager.status(crashed).value != "ready"
+            self.system.manager.snapshot()[crashed]["restarts"] < 1
+            or self.system.manager.status(crashed).value != "ready"
         ):
             await asyncio.sleep(0.1)
             if time.monotonic() - t0 > 60:
                 break
         recovery = time.monotonic() - t0
-        recovered = self.manager.status(crashed).value == "ready"
-        direct = await self.manager.execute(crashed, self.text("back again", 1.0)) if recovered else None
+        recovered = self.system.manager.status(crashed).value == "ready"
+        direct = (
+            await self.system.manager.execute(crashed, self.text("back again", 1.0)) if recovered else None
+        )
         step.figures.update(
             requests=len(outcomes), failed=len(failed), router_retries=retries, recovered=recovered,
-            recovery_s=recovery, restarts=self.manager.snapshot()[crashed]["restarts"],
+            recovery_s=recovery, restarts=self.system.manager.snapshot()[crashed]["restarts"],
         )  # fmt: skip
         step.check(not failed, f"requests failed during failover: {failed[:2]}")
         step.check(direct is not None and direct.completion_tokens > 0, f"{crashed} was not restarted")
@@ -296,7 +311,7 @@ class System:
         results = await asyncio.gather(*(self.dispatch.execute("image", r, self.ctx()) for r in requests))
         latency = time.monotonic() - t0
         pngs = [r.images[0] for r in results]
-        stats = self.manager.get("image").stats()
+        stats = self.system.manager.get("image").stats()
         step.figures.update(
             images=len(pngs), latency_s=latency, png_bytes=[len(p) for p in pngs],
             batches=str(stats.get("batcher", {})),
@@ -319,13 +334,11 @@ class System:
 
     async def shutdown(self, step: Step) -> None:
         t0 = time.monotonic()
-        for _, router in self.routers.values():
-            await router.stop()
-        clean = await self.manager.shutdown(grace_s=5.0)
-        await self.cache.aclose()
-        statuses = {name: entry["status"] for name, entry in self.manager.snapshot().items()}
+        clean = await self.system.stop(self.config.server.drain_grace_s)  # drain, then stop all
+        await self.cache.aclose()  # as the server's lifespan does
+        statuses = {name: entry["status"] for name, entry in self.system.manager.snapshot().items()}
         step.figures.update(
-            clean=clean, shutdown_s=time.monotonic() - t0, events=len(self.manager.events(1000))
+            clean=clean, shutdown_s=time.monotonic() - t0, events=len(self.system.manager.events(1000))
         )
         step.check(clean and set(statuses.values()) == {"stopped"}, f"unclean shutdown: {statuses}")
         step.summary = f"drained and stopped {len(statuses)} engines in {time.monotonic() - t0:.2f}s"
@@ -340,11 +353,11 @@ async def main(argv: list[str] | None = None) -> int:
         "max_tokens": args.max_tokens,
     }
     report = Report("refactored_system", options)
-    system = System(args)
-    if await report.run("start", system.start):
+    demo = Demo(args, parse_config(config_mapping(args.llm), env={}))
+    if await report.run("start", demo.start):
         for name in ("batching", "streaming", "cache_hit", "breaker", "failover", "image", "embeddings"):
-            await report.run(name, getattr(system, name))
-    await report.run("shutdown", system.shutdown)
+            await report.run(name, getattr(demo, name))
+    await report.run("shutdown", demo.shutdown)
     return report.finish(args.report)
 
 

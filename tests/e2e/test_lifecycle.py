@@ -26,7 +26,7 @@ def wait_for(predicate: Any, limit_s: float = 60.0) -> None:
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise AssertionError("condition not reached in time")
 
 
@@ -63,7 +63,8 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(
 ) -> None:
     with gateway(tiny_llm_yaml(ADMIN, ADMIN), tmp_path) as server:
         results: list[httpx.Response] = []
-        body = {"model": "tiny", "prompt": "Once", "max_tokens": 40, "temperature": 0}
+        # Greedy from "Once" runs 480 tokens without EOS: long enough to be seen in flight.
+        body = {"model": "tiny", "prompt": "Once", "max_tokens": 480, "temperature": 0}
 
         def call() -> None:
             url = f"{server.base_url}/v1/completions"
@@ -76,5 +77,5 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(
         worker.join(timeout=120)
         assert server.wait(timeout_s=60) == 0
         assert len(results) == 1 and results[0].status_code == 200
-        assert results[0].json()["usage"]["completion_tokens"] == 40
+        assert results[0].json()["usage"]["completion_tokens"] == 480
         assert "draining -> stopped" in server.log()
