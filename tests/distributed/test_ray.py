@@ -103,6 +103,7 @@ def ray_cluster() -> Iterator[str]:
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     import ray  # noqa: F401  (CI installs it: a missing Ray must fail here, not skip)
+
     temp_dir = tempfile.mkdtemp(prefix="blzray-", dir="/tmp")
     command = _head_command(temp_dir)
     address = f"127.0.0.1:{command[5].split('=')[1]}"

@@ -52,14 +52,22 @@ def test_one_server_lists_every_kind(client: openai.OpenAI) -> None:
 
 def test_images_generate_decodes_to_the_asked_size(client: openai.OpenAI) -> None:
     result = client.images.generate(
-        model="tiny-sd", prompt="a red square", n=2, size="64x64", response_format="b64_json",
+        model="tiny-sd",
+        prompt="a red square",
+        n=2,
+        size="64x64",
+        response_format="b64_json",
         extra_body={"seed": 7, "steps": 2},
     )
     assert len(result.data) == 2
     images = [Image.open(io.BytesIO(base64.b64decode(d.b64_json or ""))) for d in result.data]
     assert all(img.format == "PNG" and img.size == (64, 64) for img in images)
     again = client.images.generate(
-        model="tiny-sd", prompt="a red square", n=1, size="64x64", response_format="b64_json",
+        model="tiny-sd",
+        prompt="a red square",
+        n=1,
+        size="64x64",
+        response_format="b64_json",
         extra_body={"seed": 7, "steps": 2},
     )
     first = np.asarray(images[0], dtype=np.int16)

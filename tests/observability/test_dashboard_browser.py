@@ -124,6 +124,7 @@ def test_dashboard_shows_engines_charts_and_restarts_an_engine(server: str) -> N
     # No skip: `make test` installs Debian chromium and playwright; a missing one must fail here.
     assert CHROMIUM.exists(), "needs Debian chromium at /usr/bin/chromium (scripts/system-deps.sh)"
     from playwright import sync_api
+
     ARTIFACTS.mkdir(exist_ok=True)
     with traffic(server), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
