@@ -12,6 +12,7 @@ import pytest
 
 from blaze_ai.engines.breaker import BreakerState
 from blaze_ai.engines.fake import FakeConfig, FakeEngine
+from blaze_ai.engines.manager import EngineManager
 from blaze_ai.engines.requests import GenerationRequest, GenerationResult, StreamDelta
 from blaze_ai.engines.router import STRATEGIES, LocalReplica, Router, RouterConfig, RoutingContext
 from blaze_ai.errors import (
@@ -326,3 +327,18 @@ async def test_a_slow_in_process_replica_is_not_cut_at_the_per_try_timeout() -> 
         await router.execute(late)
     replica = router.stats()["replicas"]["slow"]
     assert replica["errors"] == 0 and replica["breaker_state"] == "closed"
+
+
+async def test_an_in_process_engine_refused_by_its_manager_does_not_trip_the_router_breaker() -> None:
+    # While a model loads (or drains), the manager answers 503; that is not a replica failure.
+    manager = EngineManager()
+    manager.register("loading", FakeEngine())  # registered, not started: the manager refuses it
+    router = Router([LocalReplica.from_manager(manager, "loading")], RouterConfig())
+    for _ in range(10):
+        with pytest.raises(UnavailableError):
+            await router.execute(GenerationRequest(prompt="early"))
+    replica = router.stats()["replicas"]["loading"]
+    assert replica["breaker_state"] == "closed" and replica["errors"] == 0
+    await manager.start_engine("loading")
+    result = await router.execute(GenerationRequest(prompt="now ready"))
+    assert result.choices[0].text == "now ready"

@@ -242,6 +242,10 @@ class Router:
         if isinstance(exc, TimeoutError):
             error = TimedOutError(f"replica {slot.state.name} did not answer within {timeout[0] or 0:.3g}s")
             return (Outcome.IGNORED if timeout[1] else Outcome.FAILURE), error
+        if isinstance(exc, UnavailableError) and getattr(slot.replica, "in_process", False):
+            # The engine manager refused it (loading, draining, its own breaker open): the manager
+            # owns an in-process engine's availability, so this is not a failure of the replica.
+            return Outcome.IGNORED, exc
         if isinstance(exc, BlazeError | asyncio.CancelledError | GeneratorExit):
             return outcome_of(exc), exc
         return Outcome.FAILURE, EngineFailureError(f"replica {slot.state.name} failed: {type(exc).__name__}")
