@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from blaze_ai.config import BlazeConfig, ModelConfig, engine_class, parse_config
@@ -67,13 +66,6 @@ def remote_replicas(model: ModelConfig) -> list[Replica]:
     return replicas
 
 
-@dataclass(slots=True)
-class _Served:
-    kind: str
-    router: Router
-    engines: list[str]
-
-
 class System:
     """Everything ``blaze serve`` runs; see the module docstring."""
 
@@ -81,24 +73,27 @@ class System:
         self.config = config
         self.model_cache = model_cache if model_cache is not None else build_model_cache(config)
         self.manager = EngineManager(config.manager)
-        self._served: dict[str, _Served] = {}
-        self.routers: dict[str, Router] = {}  # live view for metrics and the admin API
+        self.routers: dict[str, Router] = {}  # model -> its router (a live view for metrics and admin)
+        self._kinds: dict[str, str] = {}
+        self._engines: dict[str, list[str]] = {}  # model -> its in-process engines' names
         for model in config.models:
             self._add(model)
 
     # -- dispatch (the gateway's seam) ----------------------------------------------
     async def execute(self, model: str, request: Any, ctx: Any = None) -> Any:
-        return await self._router(model).execute(request, routing_context(ctx))
+        router = self._router(model)
+        return await router.execute(request, routing_context(ctx, router.config.session_header))
 
     def stream(self, model: str, request: Any, ctx: Any = None) -> AsyncIterator[Any]:
-        return self._router(model).stream(request, routing_context(ctx))
+        router = self._router(model)
+        return router.stream(request, routing_context(ctx, router.config.session_header))
 
     def models(self) -> dict[str, str]:
-        return {name: served.kind for name, served in self._served.items()}
+        return dict(self._kinds)
 
     def _router(self, model: str) -> Router:
         try:
-            return self._served[model].router
+            return self.routers[model]
         except KeyError:
             raise NotFoundError(f"The model '{model}' does not exist", param="model") from None
 
@@ -108,22 +103,22 @@ class System:
 
         A router-only server (every model on remotes or Ray) is ready once a replica is eligible.
         """
-        if self.manager.draining or not self._served:
+        if self.manager.draining or not self.routers:
             return False
         if self.manager.names() and not self.manager.is_ready:
             return False
-        return any(served.router.eligible() for served in self._served.values())
+        return any(router.eligible() for router in self.routers.values())
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
         """Start every engine (one at a time: loading is memory-heavy) and every router."""
         await self.manager.start()
-        await asyncio.gather(*(served.router.start() for served in self._served.values()))
+        await asyncio.gather(*(router.start() for router in self.routers.values()))
 
     async def stop(self, grace_s: float | None = None) -> bool:
         """Drain in-flight work within ``grace_s``, then stop routers and engines."""
         clean = await self.manager.shutdown(grace_s)
-        await asyncio.gather(*(served.router.stop() for served in self._served.values()))
+        await asyncio.gather(*(router.stop() for router in self.routers.values()))
         return clean
 
     async def load(self, entry: Mapping[str, Any]) -> str:
@@ -132,24 +127,24 @@ class System:
             model = parse_config({"models": [dict(entry)]}, env={}).models[0]
         except ConfigError as exc:
             raise BadRequestError(exc.message, param="model") from exc
-        if model.name in self._served:
+        if model.name in self.routers:
             raise BadRequestError(f"a model named {model.name!r} is already loaded", param="name")
-        served = self._add(model)
-        for name in served.engines:
+        router = self._add(model)
+        for name in self._engines[model.name]:
             await self.manager.start_engine(name)
-        await served.router.start()
+        await router.start()
         return model.name
 
     async def unload(self, name: str) -> None:
         """Drain and stop a model's engines and router, and forget it."""
         self._router(name)  # 404 when unknown
-        served = self._served.pop(name)
-        del self.routers[name]
-        await served.router.stop()
-        for engine in served.engines:
+        router = self.routers.pop(name)
+        del self._kinds[name]
+        await router.stop()
+        for engine in self._engines.pop(name):
             await self.manager.unregister(engine)
 
-    def _add(self, model: ModelConfig) -> _Served:
+    def _add(self, model: ModelConfig) -> Router:
         names = engine_names(model) if model.replicas else []
         replicas: list[Replica] = []
         for engine in names:
@@ -158,9 +153,10 @@ class System:
         replicas += remote_replicas(model)
         replicas += ray_replicas(model)
         router = Router(replicas, router_config(model, self.config.server.trusted_proxies))
-        self._served[model.name] = served = _Served(model.kind, router, names)
         self.routers[model.name] = router
-        return served
+        self._kinds[model.name] = model.kind
+        self._engines[model.name] = names
+        return router
 
 
 def ray_replicas(model: ModelConfig) -> list[Replica]:
@@ -172,11 +168,16 @@ def ray_replicas(model: ModelConfig) -> list[Replica]:
     return list(build_ray_replicas(model.name, model.kind, model.engine, model.ray))
 
 
-def routing_context(ctx: Any) -> RoutingContext | None:
-    """The router's view of the gateway's request context (None outside HTTP)."""
+def routing_context(ctx: Any, session_header: str = "x-session-id") -> RoutingContext | None:
+    """The router's view of the gateway's request context (None outside HTTP).
+
+    The session id comes from the router's ``session_header`` when the request has it, else
+    from the gateway's (``X-Session-Id``, then the body's ``user``).
+    """
     if ctx is None:
         return None
     forwarded = tuple(h.strip() for h in (ctx.forwarded_for or "").split(",") if h.strip())
+    session = ctx.headers.get(session_header.lower()) or ctx.session_id
     return RoutingContext(
-        client_ip=ctx.client_ip, forwarded_for=forwarded, api_key=ctx.api_key, session_id=ctx.session_id
+        client_ip=ctx.client_ip, forwarded_for=forwarded, api_key=ctx.api_key, session_id=session
     )

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 
 from blaze_ai.cli import main
@@ -27,44 +20,11 @@ models:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``blaze serve`` on a free port in its own process group, stopped as a group."""
-    workdir = tmp_path_factory.mktemp("bench")
-    (workdir / "blaze.yaml").write_text(CONFIG)
-    port = _free_port()
-    log = (workdir / "server.log").open("wb")
-    command = [sys.executable, "-m", "blaze_ai.cli", "serve", "--config", str(workdir / "blaze.yaml")]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"server did not start:\n{(workdir / 'server.log').read_text()[-3000:]}")
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        log.close()
+def server(tmp_path_factory: pytest.TempPathFactory, gateway: Any) -> Iterator[str]:
+    """``blaze serve`` with the tiny model for this module."""
+    with gateway(CONFIG, tmp_path_factory.mktemp("bench")) as process:
+        yield process.base_url
 
 
 def _bench(url: str, *extra: str) -> list[str]:

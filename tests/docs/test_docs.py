@@ -20,17 +20,14 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -162,7 +159,7 @@ def run(block: Block, code: str, tmp_path: Path) -> None:
 
 # -- the server the needs-server blocks talk to -------------------------------------------------
 SERVER_CONFIG = """
-server: {host: 127.0.0.1, port: PORT}
+server: {host: 127.0.0.1}
 cache: {backend: memory}
 models:
   - {name: smollm2-135m, kind: llm, llm: {source: builtin:tiny-llama, device: cpu}}
@@ -171,42 +168,10 @@ models:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = free_port()
-    config = tmp_path_factory.mktemp("server") / "blaze.yaml"
-    config.write_text(SERVER_CONFIG.replace("PORT", str(port)), encoding="utf-8")
-    log = open(config.with_suffix(".log"), "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(BIN / "blaze"), "serve", "--config", str(config)],
-        cwd=ROOT, env=env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, config.with_suffix(".log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("blaze serve did not become ready in 120 s")
-        yield port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+def server(tmp_path_factory: pytest.TempPathFactory, gateway: Any) -> Iterator[int]:
+    with gateway(SERVER_CONFIG, tmp_path_factory.mktemp("server")) as process:
+        yield process.port
 
 
 # -- tests -------------------------------------------------------------------------------------

@@ -77,3 +77,23 @@ async def test_routers_show_each_replicas_health_breaker_and_picks() -> None:
 
 async def test_routers_is_empty_without_a_system(client: httpx.AsyncClient) -> None:
     assert (await client.get("/admin/routers")).json() == {}
+
+
+async def test_a_routers_own_session_header_pins_a_conversation() -> None:
+    model = {
+        "name": "echo", "kind": "fake", "replicas": 3,
+        "router": {"strategy": "sticky", "strategy_options": {"fallback": "round_robin"},
+                   "session_header": "x-conversation"},
+    }  # fmt: skip
+    app = create_app(parse_config({"models": [model]}, env={}))
+    async with app.router.lifespan_context(app):
+        await app.state.start_task
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            for _ in range(6):
+                answer = await client.post(
+                    "/v1/chat/completions", json=chat_body(model="echo"), headers={"x-conversation": "c-1"}
+                )
+                assert answer.status_code == 200
+            replicas = (await client.get("/admin/routers")).json()["echo"]["replicas"]
+    assert sorted(r["picks"] for r in replicas.values()) == [0, 0, 6]  # round robin would spread them

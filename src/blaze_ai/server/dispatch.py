@@ -18,8 +18,8 @@ for example one that wraps a ``ManagerDispatch``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from blaze_ai.engines.manager import EngineManager
@@ -34,6 +34,7 @@ class RequestContext:
     forwarded_for: str | None = None  # X-Forwarded-For, only when the peer is a trusted proxy
     api_key: str | None = None
     session_id: str | None = None  # X-Session-Id header, else the body's ``user``
+    headers: Mapping[str, str] = field(default_factory=dict)  # for a router's own session_header
 
 
 class Dispatch(Protocol):
@@ -73,4 +74,5 @@ def context_for(request: Any, user: str | None = None) -> RequestContext:
         forwarded_for=forwarded,
         api_key=getattr(request.state, "api_key", None),
         session_id=request.headers.get("x-session-id") or user,
+        headers=request.headers,
     )
