@@ -46,10 +46,11 @@ models:
   - name: bench
     kind: llm
     llm: {{source: "{source}", device: cpu, dtype: {dtype}, max_batch_size: {batch},
-          max_tokens_in_flight: 65536, max_queued_requests: 1024}}
-    # Queueing under a bounded overload is not a replica failure: no per-try timeout, no retries.
-    router: {{try_timeout_s: 900, max_retries: 0, health_timeout_s: 30}}
+          max_tokens_in_flight: 65536, max_queued_requests: 1024, quantization: {quantization}}}
 """
+#: Blaze's own rows: the same weights, and (only where asked for) its CPU int8 option, which changes
+#: the numbers the model computes and so is never one of the compared peers.
+BLAZE_VARIANTS = {"blaze": "none", "blaze-int8": "int8-dynamic"}
 
 
 def _free_port() -> int:
@@ -138,9 +139,10 @@ class Server:
 def make_server(name: str, args: argparse.Namespace, workdir: Path) -> Server:
     port = _free_port()
     log = workdir / f"{name}.log"
-    if name == "blaze":
-        config = workdir / "blaze.yaml"
-        config.write_text(BLAZE_YAML.format(source=args.model, dtype=args.dtype, batch=args.concurrency))
+    if name in BLAZE_VARIANTS:
+        config = workdir / f"{name}.yaml"
+        config.write_text(BLAZE_YAML.format(source=args.model, dtype=args.dtype, batch=args.concurrency,
+                                            quantization=BLAZE_VARIANTS[name]))  # fmt: skip
         command = [
             sys.executable,
             "-m",
@@ -174,7 +176,7 @@ def bench_server(name: str, args: argparse.Namespace, workdir: Path) -> dict[str
             result = asyncio.run(run_load(load)).as_dict()
             result["peak_rss_mb"] = round(server.peak_mb, 1)
             result["loadavg_1m"] = round(os.getloadavg()[0], 2)  # the machine is shared: keep the context
-            if name == "blaze":
+            if name in BLAZE_VARIANTS:
                 result["engine"] = _engine_stats(server.url)
             rows[mode] = result
             print(f"  {name}/{mode}: {result['tokens_per_s']:,.1f} tokens/s, {result['errors']} errors",
@@ -191,7 +193,8 @@ def _engine_stats(url: str) -> dict[str, Any]:
     """Blaze's own counters (steps, tokens): generated tokens per step is the mean decode batch."""
     with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
         stats = httpx.get(f"{url}/admin/engines", timeout=10).json()["engines"][SERVED]["stats"]
-        keys = ("steps", "generated_tokens", "prompt_tokens", "finished_requests", "ttft_avg_s")
+        keys = ("steps", "prefill_passes", "generated_tokens", "prompt_tokens", "finished_requests",
+                "ttft_avg_s")  # fmt: skip
         return {k: stats[k] for k in keys}
     return {}
 
@@ -225,7 +228,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     for mode in ("whole", "stream"):
         if mode not in blaze:
             continue
-        peers = {n: r[mode] for n, r in servers.items() if n != "blaze" and mode in r}
+        peers = {n: r[mode] for n, r in servers.items() if n not in BLAZE_VARIANTS and mode in r}
         if peers:
             best = max(peers, key=lambda n: peers[n]["tokens_per_s"])
             out[f"{mode}_best_peer"] = best
@@ -235,6 +238,10 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
             b, p = blaze[mode]["ttft_p99_s"], peers[best]["ttft_p99_s"]
             if b is not None and p is not None:
                 out[f"{mode}_ttft_p99_blaze_over_best_peer"] = round(b / p, 2)
+            if mode in servers.get("blaze-int8", {}):
+                out[f"{mode}_blaze_int8_over_best_peer"] = round(
+                    servers["blaze-int8"][mode]["tokens_per_s"] / max(peers[best]["tokens_per_s"], 1e-9), 2
+                )
         if results.get("raw_tokens_per_s"):
             out[f"{mode}_blaze_over_raw"] = round(
                 blaze[mode]["tokens_per_s"] / results["raw_tokens_per_s"], 2
@@ -262,7 +269,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--model", default="builtin:smollm2-135m")
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--servers", default="blaze,litserve,rayserve,fastapi")
+    parser.add_argument(
+        "--servers",
+        default="blaze,litserve,rayserve,fastapi",
+        help="blaze, blaze-int8 (Blaze, int8-dynamic weights), litserve, rayserve, fastapi",
+    )
     parser.add_argument("--modes", default="whole,stream", help="whole, stream or both")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=64)

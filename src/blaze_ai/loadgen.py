@@ -6,6 +6,10 @@ from a seeded mix, streamed (SSE, time to first token measured) or not. Every ru
 bounded: by the request count, by ``timeout_s`` for the whole run and by
 ``request_timeout_s`` per request.
 
+The client is aiohttp: on the same cores as the server, a load generator's own CPU per
+token is taken from the server under test. Measured here (2 cores, 400 streamed requests
+of 64 tokens): httpx used 153 us of CPU per SSE event, aiohttp 27 us.
+
 Example::
 
     report = asyncio.run(run_load(LoadConfig(url="http://127.0.0.1:8000", model="tiny", requests=20)))
@@ -23,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 _TOPICS = ("the sea", "a robot", "Paris", "winter", "music", "bread", "a cat", "the moon", "trains", "math")
 # Openings a base or instruct model continues (an instruct model often ends a bare question at once).
@@ -128,10 +132,10 @@ async def run_load(config: LoadConfig, on_done: Callable[[bool], None] | None = 
     for prompt in prompts(config.requests, config.seed):
         queue.put_nowait(prompt)
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
-    timeout = httpx.Timeout(config.request_timeout_s)
-    async with httpx.AsyncClient(
-        base_url=config.url, headers=headers, limits=limits, timeout=timeout
+    connector = aiohttp.TCPConnector(limit=config.concurrency)
+    timeout = aiohttp.ClientTimeout(total=config.request_timeout_s)
+    async with aiohttp.ClientSession(
+        config.url.rstrip("/") + "/", headers=headers, connector=connector, timeout=timeout
     ) as client:
         start = time.perf_counter()
         workers = [
@@ -152,7 +156,7 @@ async def run_load(config: LoadConfig, on_done: Callable[[bool], None] | None = 
 
 
 async def _client(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     config: LoadConfig,
     queue: asyncio.Queue[str],
     report: LoadReport,
@@ -163,7 +167,7 @@ async def _client(
         prompt = queue.get_nowait()
         try:
             sample = await (_streamed if config.stream else _whole)(client, config, prompt)
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
             report.errors += 1
             report.first_error = report.first_error or f"{type(exc).__name__}: {exc}"
             if on_done is not None:
@@ -187,25 +191,26 @@ def _body(config: LoadConfig, prompt: str) -> dict[str, Any]:
     return body
 
 
-async def _whole(client: httpx.AsyncClient, config: LoadConfig, prompt: str) -> Sample:
+async def _whole(client: aiohttp.ClientSession, config: LoadConfig, prompt: str) -> Sample:
     start = time.perf_counter()
-    response = await client.post("/v1/completions", json=_body(config, prompt))
-    _raise_for_status(response, response.text)
-    data = response.json()
+    async with client.post("v1/completions", json=_body(config, prompt)) as response:
+        text = await response.text()
+    _raise_for_status(response, text)
+    data = json.loads(text)
     return Sample(int(data["usage"]["completion_tokens"]), None, time.perf_counter() - start)
 
 
-async def _streamed(client: httpx.AsyncClient, config: LoadConfig, prompt: str) -> Sample:
+async def _streamed(client: aiohttp.ClientSession, config: LoadConfig, prompt: str) -> Sample:
     """Read the SSE stream; TTFT is the first event carrying text, tokens come from the usage event."""
     start = time.perf_counter()
     ttft: float | None = None
     events = 0
     usage_tokens: int | None = None
-    async with client.stream("POST", "/v1/completions", json=_body(config, prompt)) as response:
-        if response.status_code >= 400:
-            _raise_for_status(response, (await response.aread()).decode(errors="replace"))
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+    async with client.post("v1/completions", json=_body(config, prompt)) as response:
+        if response.status >= 400:
+            _raise_for_status(response, await response.text())
+        async for line in response.content:
+            if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
                 continue
             data = json.loads(line[6:])
             if "error" in data:
@@ -220,11 +225,13 @@ async def _streamed(client: httpx.AsyncClient, config: LoadConfig, prompt: str) 
     return Sample(events if usage_tokens is None else usage_tokens, ttft or latency, latency)
 
 
-def _raise_for_status(response: httpx.Response, text: str) -> None:
-    if response.status_code >= 400:
-        raise httpx.HTTPStatusError(
-            f"HTTP {response.status_code}: {text[:300]}", request=response.request, response=response
-        )
+class StatusError(ValueError):
+    """The server answered with an HTTP error status."""
+
+
+def _raise_for_status(response: aiohttp.ClientResponse, text: str) -> None:
+    if response.status >= 400:
+        raise StatusError(f"HTTP {response.status}: {text[:300]}")
 
 
 def format_table(rows: Sequence[tuple[str, dict[str, Any]]]) -> str:

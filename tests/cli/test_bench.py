@@ -55,4 +55,4 @@ def test_bench_counts_errors_and_exits_1_for_an_unknown_model(
     args = ["bench", "--url", server, "--model", "nope", "--requests", "2", "--concurrency", "2"]
     assert main(args) == 1
     printed = capsys.readouterr().out
-    assert "| nope |" in printed and "first error: HTTPStatusError: HTTP 404" in printed
+    assert "| nope |" in printed and "first error: StatusError: HTTP 404" in printed

@@ -5,8 +5,9 @@ One :meth:`EngineCore.step` is one iteration of continuous batching:
 1) admit: apply aborts, drop queued requests past their deadline, and let the
    scheduler move waiting requests into the batch within its row and token budget;
 2) decode: one forward pass over the running rows, one new token each;
-3) prefill: newcomers run their prompts as their own batch (one prefill per
-   request, repeated for ``n`` choices) and get their first token;
+3) prefill: newcomers run their prompts as their own batches (grouped by
+   length so that little is spent on padding; each prompt once, its rows
+   repeated for ``n`` choices) and get their first token;
 4) post-process: sample every row at once, detokenise, check EOS, length and
    stop sequences, emit deltas; merge the newcomers' KV cache into the running
    batch and filter finished rows out.
@@ -73,6 +74,7 @@ class CoreStats:
     """Counters the engine reports; plain numbers."""
 
     steps: int = 0
+    prefill_passes: int = 0
     generated_tokens: int = 0
     prompt_tokens: int = 0
     finished_requests: int = 0
@@ -109,6 +111,9 @@ class EngineCore:
         self._rows: list[_Sequence] = []
         self._batch: kv.KVBatch | None = None
         self._eos = frozenset(loaded.eos_token_ids)
+        #: One prefill forward pass costs as much as this many prompt tokens; None until calibrated
+        #: (then every step's newcomers are prefilled as one batch).
+        self.prefill_overhead_tokens: float | None = None
 
     # -- admission (any thread) -------------------------------------------------------------------
 
@@ -181,20 +186,35 @@ class EngineCore:
             # 3) prefill newcomers as their own batch and merge them in
             if newcomers:
                 self._prefill(newcomers, outputs)
-        # 4) filter finished rows out
-        self._drop_finished()
+            # 4) filter finished rows out
+            self._drop_finished()
         self.stats.steps += 1
         self.stats.last_batch_size = len(self._rows)
         return outputs
 
+    def calibrate(self) -> None:
+        """Measure what a prefill forward pass costs in prompt tokens (run once, on the engine thread)."""
+        with torch.inference_mode(), self.loaded.autocast(self.config.amp):
+            self.prefill_overhead_tokens = kv.forward_overhead_tokens(self.loaded.model)
+
     def _prefill(self, newcomers: list[_Request], outputs: list[StepOutput]) -> None:
-        prompts = [r.prompt_ids for r in newcomers]
-        logits, new_batch = kv.prefill(self.loaded.model, prompts, [r.request.params.n for r in newcomers])
-        rows = [self._new_sequence(r, i) for r in newcomers for i in range(r.request.params.n)]
-        self.stats.prompt_tokens += sum(len(p) for p in prompts)
-        self._advance(rows, logits, outputs)
-        self._batch = new_batch if self._batch is None else kv.merge(self._batch, new_batch)
-        self._rows.extend(rows)
+        lengths = [len(r.prompt_ids) for r in newcomers]
+        groups = (
+            [list(range(len(newcomers)))]
+            if self.prefill_overhead_tokens is None
+            else kv.prefill_groups(lengths, self.prefill_overhead_tokens)
+        )
+        for group in groups:
+            requests = [newcomers[i] for i in group]
+            logits, new_batch = kv.prefill(
+                self.loaded.model, [r.prompt_ids for r in requests], [r.request.params.n for r in requests]
+            )
+            rows = [self._new_sequence(r, i) for r in requests for i in range(r.request.params.n)]
+            self._advance(rows, logits, outputs)
+            self._batch = new_batch if self._batch is None else kv.merge(self._batch, new_batch)
+            self._rows.extend(rows)
+        self.stats.prefill_passes += len(groups)
+        self.stats.prompt_tokens += sum(lengths)
 
     def _new_sequence(self, owner: _Request, index: int) -> _Sequence:
         params = owner.request.params
@@ -278,11 +298,13 @@ class EngineCore:
                 seq.finish = "abort"
 
     def _drop_finished(self) -> None:
-        keep = [i for i, seq in enumerate(self._rows) if seq.finish is None]
-        if len(keep) == len(self._rows):
+        finished = [i for i, seq in enumerate(self._rows) if seq.finish is not None]
+        if not finished:
             return
-        self._rows = [self._rows[i] for i in keep]
-        self._batch = self._batch.select(keep) if keep and self._batch is not None else None
+        if len(finished) == len(self._rows) or self._batch is None:
+            self._rows, self._batch = [], None
+            return
+        self._rows = [self._rows[i] for i in self._batch.drop(finished)]
 
     def fail_all(self, error: BlazeError) -> list[StepOutput]:
         """After a crash in step: end every running and queued request with ``error``."""

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -36,6 +37,8 @@ from blaze_ai.errors import BadRequestError, EngineFailureError, UnavailableErro
 from blaze_ai.model_cache import ModelCache
 
 Progress = Callable[[str, float], None]
+
+log = logging.getLogger(__name__)
 
 #: Seconds the idle engine thread sleeps before checking again (new work wakes it at once).
 _IDLE_WAIT_S = 1.0
@@ -143,6 +146,10 @@ class LLMEngine:
     def _run(self) -> None:
         core = self._core
         assert core is not None and self._loop is not None
+        try:
+            core.calibrate()
+        except Exception as exc:  # without the measurement each step's newcomers form one prefill batch
+            log.warning("could not measure the prefill cost of %s: %s", core.loaded.name, exc)
         while not self._stopping:
             if not core.has_work():
                 self._wake.wait(_IDLE_WAIT_S)
@@ -268,6 +275,7 @@ class LLMEngine:
             "max_batch_size": self.config.max_batch_size,
             "tokens_in_flight": sched.tokens_in_flight,
             "steps": s.steps,
+            "prefill_passes": s.prefill_passes,
             "generated_tokens": s.generated_tokens,
             "prompt_tokens": s.prompt_tokens,
             "finished_requests": s.finished_requests,
