@@ -22,6 +22,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from blaze_ai.compute import run_in_thread
 from blaze_ai.errors import (
     BlazeError,
     EngineFailureError,
@@ -271,7 +272,7 @@ class DynamicBatcher(Generic[I, O]):
         started = self._clock()
         self._running = len(batch)
         try:
-            outputs = await asyncio.to_thread(self._run_batch, [p.item for p in batch])
+            outputs = await run_in_thread(self._run_batch, [p.item for p in batch])
         except Exception as exc:
             self._fail_batch(batch, f"the batch of {len(batch)} failed: {exc!r}", exc)
             return

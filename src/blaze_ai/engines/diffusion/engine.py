@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from blaze_ai.batching import DynamicBatcher
+from blaze_ai.compute import run_in_thread
 from blaze_ai.engines.base import HealthReport
 from blaze_ai.engines.diffusion.config import DiffusionConfig
 from blaze_ai.engines.diffusion.generation import (
@@ -111,7 +112,7 @@ class DiffusionEngine:
         """Load the pipeline (building a builtin on first use) and start the batcher."""
         if self._batcher is not None:
             return
-        self._info = await asyncio.to_thread(self._warm)
+        self._info = await run_in_thread(self._warm)
         cfg = self.config
         self._batcher = DynamicBatcher(
             self._run_batch,

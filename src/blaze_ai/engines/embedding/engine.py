@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from blaze_ai.batching import DynamicBatcher
+from blaze_ai.compute import run_in_thread
 from blaze_ai.engines.base import HealthReport
 from blaze_ai.engines.embedding.config import EmbeddingConfig
 from blaze_ai.engines.embedding.model import TokenizerInfo, embed_batch, load_model, load_tokenizer
@@ -59,7 +60,7 @@ class EmbeddingEngine:
         """Load the tokenizer and warm the model into the cache, then take requests."""
         if self._info is None:
             self._info = await asyncio.to_thread(load_tokenizer, self.config)
-            await asyncio.to_thread(self._cache.get_or_load, self.config.cache_key, self._load)
+            await run_in_thread(self._cache.get_or_load, self.config.cache_key, self._load)
         await self._batcher.start()
 
     async def stop(self) -> None:

@@ -28,6 +28,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
+from blaze_ai.compute import run_in_thread
 from blaze_ai.engines.base import HealthReport
 from blaze_ai.engines.llm.config import LLMConfig
 from blaze_ai.engines.llm.core import EngineCore, StepOutput
@@ -100,7 +101,7 @@ class LLMEngine:
         """Load the model in a worker thread, then start the step loop."""
         if self._thread is not None:
             return
-        loaded = await asyncio.to_thread(self._load)
+        loaded = await run_in_thread(self._load)
         self._core = EngineCore(loaded, self.config)
         self._loop = asyncio.get_running_loop()
         self._stopping = False
