@@ -100,6 +100,15 @@ def test_the_cache_grows_in_place_and_reallocates_only_when_full(tiny_model: Loa
         assert layer.keys.shape[2] == capacity + 1 == batch.width
 
 
+def test_row_capacity_doubles_but_not_past_the_batch_limit(tiny_model: LoadedModel) -> None:
+    with torch.inference_mode():
+        _, batch = kv.prefill(tiny_model.model, [[5] * 4] * 3, [1, 1, 1], max_rows=5)
+        for _ in range(2):
+            _, new = kv.prefill(tiny_model.model, [[6] * 3], [1], max_rows=5)
+            batch = kv.merge(batch, new)
+        assert batch.rows == 5 and {layer.k.shape[0] for layer in batch.cache.layers} == {5}  # not 6
+
+
 # -- prefill groups ------------------------------------------------------------------------------
 
 

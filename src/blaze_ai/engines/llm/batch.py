@@ -38,8 +38,9 @@ from transformers.cache_utils import DynamicLayer
 class SlotLayer(DynamicLayer):  # type: ignore[no-untyped-call]  # transformers' cache classes are untyped
     """One layer's keys and values; ``keys``/``values`` are views of the live region."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, max_rows: int | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        self.max_rows = max_rows  # row capacity never grows past this (the batch's row limit)
         self.device = keys.device
         self.is_initialized = True
         self.rows = self.start = self.end = 0
@@ -88,7 +89,9 @@ class SlotLayer(DynamicLayer):  # type: ignore[no-untyped-call]  # transformers'
         if rows <= capacity_rows and width <= self.end and self.end + grow <= capacity:
             return
         live = self.end - self.start
-        new_rows = capacity_rows if rows <= capacity_rows else max(rows, 2 * capacity_rows)
+        new_rows = capacity_rows
+        if rows > capacity_rows:
+            new_rows = max(rows, min(2 * capacity_rows, self.max_rows or 2 * capacity_rows))
         end = max(width, live)
         k = self.k.new_zeros((new_rows, self.k.shape[1], end + max(grow, end, 16), self.k.shape[3]))
         v = self.v.new_zeros((new_rows, self.v.shape[1], k.shape[2], self.v.shape[3]))
@@ -142,8 +145,13 @@ class KVBatch:
         return order
 
 
-def prefill(model: Any, prompts: list[list[int]], repeats: list[int]) -> tuple[torch.Tensor, KVBatch]:
-    """Run prompts as one left-padded batch; row ``i`` is repeated ``repeats[i]`` times."""
+def prefill(
+    model: Any, prompts: list[list[int]], repeats: list[int], max_rows: int | None = None
+) -> tuple[torch.Tensor, KVBatch]:
+    """Run prompts as one left-padded batch; row ``i`` is repeated ``repeats[i]`` times.
+
+    ``max_rows`` bounds the row capacity the batch's storage grows to (the engine's batch size).
+    """
     device = model.device
     width = max(len(p) for p in prompts)
     ids = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -164,7 +172,7 @@ def prefill(model: Any, prompts: list[list[int]], repeats: list[int]) -> tuple[t
         keys, values = layer.keys, layer.values
         if index is not None:
             keys, values = keys.index_select(0, index), values.index_select(0, index)
-        cache.layers[i] = SlotLayer(keys, values)
+        cache.layers[i] = SlotLayer(keys, values, max_rows)
     return logits, KVBatch(cache, mask, mask.sum(-1))
 
 

@@ -207,7 +207,10 @@ class EngineCore:
         for group in groups:
             requests = [newcomers[i] for i in group]
             logits, new_batch = kv.prefill(
-                self.loaded.model, [r.prompt_ids for r in requests], [r.request.params.n for r in requests]
+                self.loaded.model,
+                [r.prompt_ids for r in requests],
+                [r.request.params.n for r in requests],
+                max_rows=self.config.max_batch_size,
             )
             rows = [self._new_sequence(r, i) for r in requests for i in range(r.request.params.n)]
             self._advance(rows, logits, outputs)
