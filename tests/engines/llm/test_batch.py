@@ -89,10 +89,11 @@ def test_a_dropped_row_is_replaced_by_the_last_row_and_columns_are_trimmed(tiny_
 def test_the_cache_grows_in_place_and_reallocates_only_when_full(tiny_model: LoadedModel) -> None:
     with torch.inference_mode():
         _, batch = kv.prefill(tiny_model.model, [[5] * 8], [1])
+        kv.decode(tiny_model.model, batch, [9])  # the prefill's own tensors are full: room is made here
         layer = batch.cache.layers[0]
         storage = layer.k.data_ptr()
         capacity = layer.k.shape[2]
-        for _ in range(capacity - 8):
+        for _ in range(capacity - 9):
             kv.decode(tiny_model.model, batch, [9])
         assert layer.k.data_ptr() == storage  # every step wrote one column in place
         kv.decode(tiny_model.model, batch, [9])

@@ -39,14 +39,14 @@ class SlotLayer(DynamicLayer):  # type: ignore[no-untyped-call]  # transformers'
     """One layer's keys and values; ``keys``/``values`` are views of the live region."""
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, max_rows: int | None = None) -> None:
+        """Take over a prefill's ``keys``/``values`` as full storage (no copy); room is made when needed."""
         super().__init__()  # type: ignore[no-untyped-call]
         self.max_rows = max_rows  # row capacity never grows past this (the batch's row limit)
         self.device = keys.device
         self.is_initialized = True
-        self.rows = self.start = self.end = 0
-        self.k = keys.new_zeros((0, keys.shape[1], 0, keys.shape[3]))
-        self.v = values.new_zeros((0, values.shape[1], 0, values.shape[3]))
-        self.append(keys, values)
+        self.k, self.v = keys, values
+        self.rows, self.start, self.end = keys.shape[0], 0, keys.shape[2]
+        self._refresh()
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
