@@ -18,9 +18,10 @@ from blaze_ai.engines.requests import (
     GenerationResult,
     ImageResult,
     StreamDelta,
+    TokenLogprob,
 )
 
-FORMAT = 1
+FORMAT = 2
 
 
 class CodecError(ValueError):
@@ -44,7 +45,7 @@ def decode_result(blob: bytes) -> Any:
     kind, data = _load(blob)
     try:
         if kind == "GenerationResult":
-            choices = [Completion(**c) for c in data.pop("choices")]
+            choices = [Completion(**_with_logprobs(c)) for c in data.pop("choices")]
             return GenerationResult(choices=choices, **data)
         if kind == "EmbeddingResult":
             return EmbeddingResult(**data)
@@ -69,9 +70,22 @@ def decode_pieces(blob: bytes) -> list[StreamDelta]:
     if kind != "stream" or not isinstance(data, list):
         raise CodecError(f"stored entry is a {kind!r}, not a stream")
     try:
-        return [StreamDelta(**piece) for piece in data]
-    except TypeError as exc:
+        return [StreamDelta(**_with_logprobs(piece)) for piece in data]
+    except (TypeError, AttributeError) as exc:
         raise CodecError(f"stored stream is malformed: {exc}") from exc
+
+
+def _with_logprobs(fields: dict[str, Any]) -> dict[str, Any]:
+    """A choice's or piece's fields with their log probabilities rebuilt as TokenLogprob objects."""
+    for name in ("logprobs", "prompt_logprobs"):
+        if fields.get(name) is not None:
+            fields[name] = [_token(t) for t in fields[name]]
+    return fields
+
+
+def _token(fields: dict[str, Any]) -> TokenLogprob:
+    top = [_token(t) for t in fields.pop("top", [])]
+    return TokenLogprob(top=top, **fields)
 
 
 def _dump(document: dict[str, Any]) -> bytes:

@@ -9,6 +9,7 @@ floats), so ``temperature=0`` and ``temperature=0.0`` give the same key.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from typing import Any, Literal
 from blaze_ai.engines.requests import EmbeddingRequest, GenerationRequest, ImageRequest
 
 #: Bump when the stored format or the normalisation changes: old entries are then never read.
-KEY_VERSION = "v1"
+KEY_VERSION = "v2"
 
 Op = Literal["execute", "stream"]
 Mode = Literal["deterministic", "all", "off"]
@@ -26,20 +27,16 @@ MODES: tuple[str, ...] = ("deterministic", "all", "off")
 def normalise(request: Any) -> dict[str, Any] | None:
     """The fields of ``request`` that decide its answer, or None for a type the cache does not know."""
     if isinstance(request, GenerationRequest):
-        p = request.params
+        params = dataclasses.asdict(request.params)  # every sampling and reporting field decides the answer
+        for name in ("temperature", "top_p", "min_p", "frequency_penalty", "presence_penalty", "repetition_penalty"):
+            params[name] = float(params[name])
         return {
             "type": "generation",
             "prompt": request.prompt,
             "prompt_token_ids": request.prompt_token_ids,
             "messages": request.messages,
-            "max_tokens": p.max_tokens,
-            "temperature": float(p.temperature),
-            "top_p": float(p.top_p),
-            "top_k": p.top_k,
-            "stop": list(p.stop),
-            "seed": p.seed,
-            "n": p.n,
-            "logprobs": p.logprobs,
+            "tools": request.tools,
+            **params,
         }
     if isinstance(request, ImageRequest):
         return {

@@ -155,7 +155,7 @@ def _prompt_text(request: GenerationRequest) -> str:
     if request.prompt is not None:
         return request.prompt
     if request.messages is not None:
-        return request.messages[-1].get("content", "") if request.messages else ""
+        return (request.messages[-1].get("content") or "") if request.messages else ""
     return " ".join(str(t) for t in request.prompt_token_ids or [])
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from blaze_ai.engines.requests import GenerationRequest, SamplingParams, StreamDelta
+from blaze_ai.engines.requests import GenerationRequest, SamplingParams, StreamDelta, StructuredOutput
 from blaze_ai.errors import BadRequestError, NotFoundError
 from blaze_ai.server.dispatch import Dispatch, RequestContext
 from blaze_ai.server.lifecycle import Pump, run_guarded
@@ -34,7 +34,14 @@ def require_kind(request: Request, model: str, kinds: tuple[str, ...], api: str)
 
 
 def sampling_params(
-    request: Request, body: SamplingFields, *, max_tokens: int | None, default: int, logprobs: bool
+    request: Request,
+    body: SamplingFields,
+    *,
+    max_tokens: int | None,
+    default: int,
+    logprobs: int | None,
+    structured: StructuredOutput | None = None,
+    echo: bool = False,
 ) -> SamplingParams:
     """SamplingParams from the body, within the server's limits (400 naming the parameter)."""
     server = request.app.state.server_config
@@ -48,19 +55,42 @@ def sampling_params(
     ):
         if value > limit:
             raise BadRequestError(f"{name} is {value}, more than this server's limit of {limit}", param=name)
+    if tokens == 0 and not echo:
+        raise BadRequestError("max_tokens must be at least 1 (0 only with echo)", param="max_tokens")
     try:
         return SamplingParams(
             max_tokens=tokens,
             temperature=1.0 if body.temperature is None else body.temperature,
             top_p=1.0 if body.top_p is None else body.top_p,
-            top_k=body.top_k or 0,
+            top_k=max(body.top_k or 0, 0),
+            min_p=body.min_p or 0.0,
             stop=stop,
+            stop_token_ids=tuple(body.stop_token_ids or ()),
             seed=body.seed,
             n=n,
+            frequency_penalty=body.frequency_penalty or 0.0,
+            presence_penalty=body.presence_penalty or 0.0,
+            repetition_penalty=1.0 if body.repetition_penalty is None else body.repetition_penalty,
+            logit_bias=_logit_bias(body.logit_bias),
+            min_tokens=min(body.min_tokens or 0, tokens),
+            ignore_eos=bool(body.ignore_eos),
             logprobs=logprobs,
+            prompt_logprobs=logprobs if echo else None,
+            echo=echo,
+            structured=structured,
         )
     except ValueError as exc:
         raise BadRequestError(str(exc)) from exc
+
+
+def _logit_bias(bias: dict[str, float] | None) -> tuple[tuple[int, float], ...]:
+    """OpenAI's ``{"token id": bias}`` as (id, bias) pairs."""
+    pairs = []
+    for key, value in (bias or {}).items():
+        if not key.isdigit():
+            raise BadRequestError(f"logit_bias key {key!r} is not a token id", param="logit_bias")
+        pairs.append((int(key), float(value)))
+    return tuple(pairs)
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
@@ -89,11 +119,6 @@ def rate_key(request: Request) -> str:
 def finish_reason(reason: str | None) -> str | None:
     # "abort" only reaches a client that is already gone; OpenAI has no such value.
     return "stop" if reason == "abort" else reason
-
-
-def token_strings(token_ids: list[int]) -> list[str]:
-    """Tokens named by id (``token_id:123``, as vLLM does) since engines return ids, not text."""
-    return [f"token_id:{t}" for t in token_ids]
 
 
 async def execute_all(

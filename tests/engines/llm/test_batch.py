@@ -23,7 +23,7 @@ class Reference:
         self.model = model.model
 
     def logits(self, tokens: list[int]) -> torch.Tensor:
-        logits, _ = kv.prefill(self.model, [tokens], [1])
+        logits, _, _ = kv.prefill(self.model, [tokens], [1])
         return logits[0]
 
 
@@ -54,7 +54,7 @@ def test_every_row_computes_what_it_would_alone(
         for step in [("join", 7, 2), ("join", 3, 1), *schedule]:
             if step[0] == "join":
                 prompt = torch.randint(3, vocab, (step[1],), generator=gen).tolist()
-                logits, new = kv.prefill(tiny_model.model, [prompt], [step[2]])
+                logits, new, _ = kv.prefill(tiny_model.model, [prompt], [step[2]])
                 batch = new if batch is None else kv.merge(batch, new)
                 rows += [list(prompt) for _ in range(step[2])]
             elif batch is not None and step[0] == "decode":
@@ -78,7 +78,7 @@ def test_every_row_computes_what_it_would_alone(
 
 def test_a_dropped_row_is_replaced_by_the_last_row_and_columns_are_trimmed(tiny_model: LoadedModel) -> None:
     with torch.inference_mode():
-        _, batch = kv.prefill(tiny_model.model, [[5] * 30, [6] * 4, [7] * 6, [8] * 5], [1, 1, 1, 1])
+        _, batch, _ = kv.prefill(tiny_model.model, [[5] * 30, [6] * 4, [7] * 6, [8] * 5], [1, 1, 1, 1])
         assert batch.width == 30
         order = batch.drop([0])  # the only long row leaves: the last row takes its place
         assert order == [3, 1, 2]
@@ -88,7 +88,7 @@ def test_a_dropped_row_is_replaced_by_the_last_row_and_columns_are_trimmed(tiny_
 
 def test_the_cache_grows_in_place_and_reallocates_only_when_full(tiny_model: LoadedModel) -> None:
     with torch.inference_mode():
-        _, batch = kv.prefill(tiny_model.model, [[5] * 8], [1])
+        _, batch, _ = kv.prefill(tiny_model.model, [[5] * 8], [1])
         kv.decode(tiny_model.model, batch, [9])  # the prefill's own tensors are full: room is made here
         layer = batch.cache.layers[0]
         storage = layer.k.data_ptr()
@@ -103,9 +103,9 @@ def test_the_cache_grows_in_place_and_reallocates_only_when_full(tiny_model: Loa
 
 def test_row_capacity_doubles_but_not_past_the_batch_limit(tiny_model: LoadedModel) -> None:
     with torch.inference_mode():
-        _, batch = kv.prefill(tiny_model.model, [[5] * 4] * 3, [1, 1, 1], max_rows=5)
+        _, batch, _ = kv.prefill(tiny_model.model, [[5] * 4] * 3, [1, 1, 1], max_rows=5)
         for _ in range(2):
-            _, new = kv.prefill(tiny_model.model, [[6] * 3], [1], max_rows=5)
+            _, new, _ = kv.prefill(tiny_model.model, [[6] * 3], [1], max_rows=5)
             batch = kv.merge(batch, new)
         assert batch.rows == 5 and {layer.k.shape[0] for layer in batch.cache.layers} == {5}  # not 6
 

@@ -56,7 +56,7 @@ def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
 
 def test_logprobs_are_those_of_the_chosen_token() -> None:
     logits = random_logits(2)
-    out = sample(logits, [RowSampling(logprobs=True), RowSampling()])
+    out = sample(logits, [RowSampling(logprobs=0), RowSampling()])
     expected = torch.log_softmax(logits, -1)[0, out.tokens[0]].item()
     assert out.logprobs is not None
     assert out.logprobs[0] == pytest.approx(expected)

@@ -146,10 +146,13 @@ class KVBatch:
 
 
 def prefill(
-    model: Any, prompts: list[list[int]], repeats: list[int], max_rows: int | None = None
-) -> tuple[torch.Tensor, KVBatch]:
+    model: Any, prompts: list[list[int]], repeats: list[int], max_rows: int | None = None, *, keep_all: bool = False
+) -> tuple[torch.Tensor, KVBatch, torch.Tensor | None]:
     """Run prompts as one left-padded batch; row ``i`` is repeated ``repeats[i]`` times.
 
+    Returns the logits of each row's last position ``[rows, vocab]``, the batch, and with
+    ``keep_all`` the logits of every position of every prompt ``[prompts, width, vocab]`` (for
+    prompt log probabilities; prompts are left-padded, so prompt ``i`` ends in the last column).
     ``max_rows`` bounds the row capacity the batch's storage grows to (the engine's batch size).
     """
     device = model.device
@@ -162,7 +165,8 @@ def prefill(
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp_(min=0)
     cache: Any = DynamicCache(config=model.config)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1)
+    keep = 0 if keep_all else 1
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=keep)
     logits = out.logits[:, -1, :]
     index = None
     if any(r != 1 for r in repeats):
@@ -173,7 +177,7 @@ def prefill(
         if index is not None:
             keys, values = keys.index_select(0, index), values.index_select(0, index)
         cache.layers[i] = SlotLayer(keys, values, max_rows)
-    return logits, KVBatch(cache, mask, mask.sum(-1))
+    return logits, KVBatch(cache, mask, mask.sum(-1)), out.logits if keep_all else None
 
 
 def prefill_groups(lengths: list[int], overhead_tokens: float) -> list[list[int]]:

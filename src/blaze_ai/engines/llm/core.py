@@ -7,10 +7,13 @@ One :meth:`EngineCore.step` is one iteration of continuous batching:
 2) decode: one forward pass over the running rows, one new token each;
 3) prefill: newcomers run their prompts as their own batches (grouped by
    length so that little is spent on padding; each prompt once, its rows
-   repeated for ``n`` choices) and get their first token;
-4) post-process: sample every row at once, detokenise, check EOS, length and
-   stop sequences, emit deltas; merge the newcomers' KV cache into the running
-   batch and filter finished rows out.
+   repeated for ``n`` choices; prompts to be scored in batches of their own,
+   which keep every position's logits) and get their first token;
+4) post-process: sample every row at once (penalties, bans and grammar masks
+   applied per row, see :mod:`.sampling`), advance grammar matchers,
+   detokenise, check EOS, stop tokens, length and stop sequences, emit deltas;
+   merge the newcomers' KV cache into the running batch and filter finished
+   rows out.
 
 So a request joins between two decode steps and leaves as soon as it is done:
 a short request never waits for a long one. Everything here runs on the one
@@ -21,74 +24,27 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from blaze_ai.engines.llm import batch as kv
+from blaze_ai.engines.llm import chat
 from blaze_ai.engines.llm.config import LLMConfig
 from blaze_ai.engines.llm.detokenizer import Detokenizer, StopMatcher
 from blaze_ai.engines.llm.loading import LoadedModel
-from blaze_ai.engines.llm.sampling import RowSampling, make_generator, sample
+from blaze_ai.engines.llm.sampling import RowSampling, Sampled, StepContext, make_generator, sample
 from blaze_ai.engines.llm.scheduler import Scheduler, SchedulerConfig, Ticket
-from blaze_ai.engines.requests import FinishReason, GenerationRequest, StreamDelta
+from blaze_ai.engines.llm.sequence import CoreStats, RequestState, Sequence, StepOutput
+from blaze_ai.engines.llm.structured import Grammars, accept
+from blaze_ai.engines.llm.vocab import Vocabulary
+from blaze_ai.engines.requests import FinishReason, GenerationRequest, StreamDelta, TokenLogprob
 from blaze_ai.errors import BadRequestError, BlazeError, CancelledError, ContextLengthError, TimedOutError
 
+__all__ = ["CoreStats", "EngineCore", "StepOutput"]
 
-@dataclass(slots=True)
-class StepOutput:
-    """What one step produced for one request: a delta, or the error that ended it."""
-
-    request_id: str
-    delta: StreamDelta | None = None
-    error: BlazeError | None = None
-    finished: bool = False  # the request is over (every choice finished, or it failed)
-
-
-@dataclass(slots=True)
-class _Request:
-    request: GenerationRequest
-    prompt_ids: list[int]
-    max_tokens: int
-    open_choices: int
-
-
-@dataclass(slots=True)
-class _Sequence:
-    """One row of the batch: one choice of one request."""
-
-    owner: _Request
-    index: int
-    sampling: RowSampling
-    detok: Detokenizer
-    stops: StopMatcher
-    last_token: int = -1
-    generated: int = 0
-    finish: FinishReason | None = None
-    first_token_at: float | None = None
-
-
-@dataclass(slots=True)
-class CoreStats:
-    """Counters the engine reports; plain numbers."""
-
-    steps: int = 0
-    prefill_passes: int = 0
-    generated_tokens: int = 0
-    prompt_tokens: int = 0
-    finished_requests: int = 0
-    last_batch_size: int = 0
-    ttft_sum_s: float = 0.0
-    ttft_count: int = 0
-    recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=256))
-
-    def tokens_per_s(self) -> float:
-        """Generated tokens per second over the recent steps."""
-        if len(self.recent) < 2:
-            return 0.0
-        span = self.recent[-1][0] - self.recent[0][0]
-        return sum(n for _, n in list(self.recent)[1:]) / span if span > 0 else 0.0
+#: A batch of prompts to score keeps at most this many positions' logits (unless one prompt is longer).
+SCORED_TOKENS_PER_PASS = 2048
 
 
 class EngineCore:
@@ -106,11 +62,13 @@ class EngineCore:
         # Fast tokenizers raise "Already borrowed" when encoding (which may reset padding settings) runs
         # while another thread decodes; add_request encodes on the caller's thread, the step decodes.
         self._tokenizer_lock = threading.Lock()
-        self._requests: dict[str, _Request] = {}
+        self._requests: dict[str, RequestState] = {}
         self._aborts: set[str] = set()
-        self._rows: list[_Sequence] = []
+        self._rows: list[Sequence] = []
         self._batch: kv.KVBatch | None = None
         self._eos = frozenset(loaded.eos_token_ids)
+        self.vocab = Vocabulary(loaded.tokenizer)
+        self.grammars = Grammars(loaded.tokenizer, loaded.model.config.vocab_size, loaded.eos_token_ids)
         #: One prefill forward pass costs as much as this many prompt tokens; None until calibrated
         #: (then every step's newcomers are prefilled as one batch).
         self.prefill_overhead_tokens: float | None = None
@@ -118,12 +76,12 @@ class EngineCore:
     # -- admission (any thread) -------------------------------------------------------------------
 
     def tokenize(self, request: GenerationRequest) -> list[int]:
-        """The prompt's token ids; ``messages`` go through the chat template."""
+        """The prompt's token ids; ``messages`` (and ``tools``) go through the chat template."""
         tokenizer = self.loaded.tokenizer
         if request.prompt_token_ids is not None:
             return list(request.prompt_token_ids)
         if request.messages is not None:
-            text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+            text = chat.render(tokenizer, request.messages, request.tools)
             return list(tokenizer(text, add_special_tokens=False)["input_ids"])
         return list(tokenizer(request.prompt)["input_ids"])
 
@@ -136,14 +94,17 @@ class EngineCore:
             raise BadRequestError(f"cannot tokenize the request: {exc}") from exc
         if not prompt_ids:
             prompt_ids = list(self.loaded.eos_token_ids[:1])
+        params = request.params
+        self._check_tokens(prompt_ids, params.stop_token_ids, [t for t, _ in params.logit_bias])
+        if params.structured is not None:
+            self.grammars.compile(params.structured)  # cached; a grammar that does not compile is a 400
         room = self.max_context - len(prompt_ids)
-        if room < 1:
+        if room < (0 if params.max_tokens == 0 else 1):
             raise ContextLengthError(
                 f"the prompt has {len(prompt_ids)} tokens but this model's context is {self.max_context}: "
                 "shorten the prompt",
                 param="messages" if request.messages is not None else "prompt",
             )
-        params = request.params
         max_tokens = min(params.max_tokens, room)
         ticket = Ticket(
             request.request_id, len(prompt_ids), max_tokens, params.n, request.priority, request.arrival,
@@ -151,7 +112,14 @@ class EngineCore:
         )  # fmt: skip
         with self._lock:
             self.scheduler.add(ticket)
-            self._requests[request.request_id] = _Request(request, prompt_ids, max_tokens, params.n)
+            self._requests[request.request_id] = RequestState(request, prompt_ids, max_tokens, params.n)
+
+    def _check_tokens(self, prompt: list[int], stop_ids: tuple[int, ...], biased: list[int]) -> None:
+        vocab = self.grammars.vocab_size
+        for name, ids in (("prompt", prompt), ("stop_token_ids", stop_ids), ("logit_bias", biased)):
+            bad = next((t for t in ids if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise BadRequestError(f"token id {bad} is outside this model's vocabulary of {vocab}", param=name)
 
     def abort(self, request_id: str) -> None:
         """Stop a request at the next step (queued or running)."""
@@ -197,50 +165,132 @@ class EngineCore:
         with torch.inference_mode(), self.loaded.autocast(self.config.amp):
             self.prefill_overhead_tokens = kv.forward_overhead_tokens(self.loaded.model)
 
-    def _prefill(self, newcomers: list[_Request], outputs: list[StepOutput]) -> None:
-        lengths = [len(r.prompt_ids) for r in newcomers]
-        groups = (
-            [list(range(len(newcomers)))]
-            if self.prefill_overhead_tokens is None
-            else kv.prefill_groups(lengths, self.prefill_overhead_tokens)
-        )
-        for group in groups:
+    def _prefill_groups(self, newcomers: list[RequestState]) -> list[list[int]]:
+        """Newcomers' indices in prefill batches: scored prompts apart, each kind grouped by length."""
+        plain = [i for i, r in enumerate(newcomers) if not r.scores_prompt]
+        scored = [i for i, r in enumerate(newcomers) if r.scores_prompt]
+        groups: list[list[int]] = []
+        if plain:
+            lengths = [len(newcomers[i].prompt_ids) for i in plain]
+            split = (
+                [list(range(len(plain)))]
+                if self.prefill_overhead_tokens is None
+                else kv.prefill_groups(lengths, self.prefill_overhead_tokens)
+            )
+            groups += [[plain[j] for j in group] for group in split]
+        group: list[int] = []
+        for i in sorted(scored, key=lambda i: len(newcomers[i].prompt_ids)):
+            width = len(newcomers[i].prompt_ids)  # sorted: the newest member is the widest
+            if group and (len(group) + 1) * width > SCORED_TOKENS_PER_PASS:
+                groups.append(group)
+                group = []
+            group.append(i)
+        return groups + ([group] if group else [])
+
+    def _prefill(self, newcomers: list[RequestState], outputs: list[StepOutput]) -> None:
+        for group in self._prefill_groups(newcomers):
             requests = [newcomers[i] for i in group]
-            logits, new_batch = kv.prefill(
+            scored = requests[0].scores_prompt
+            logits, new_batch, full = kv.prefill(
                 self.loaded.model,
                 [r.prompt_ids for r in requests],
                 [r.request.params.n for r in requests],
                 max_rows=self.config.max_batch_size,
+                keep_all=scored,
             )
+            if full is not None:
+                for r, row_logits in zip(requests, full, strict=True):
+                    r.prompt_logprobs = self._prompt_logprobs(r, row_logits)
             rows = [self._new_sequence(r, i) for r in requests for i in range(r.request.params.n)]
-            self._advance(rows, logits, outputs)
+            generating = [i for i, seq in enumerate(rows) if seq.owner.max_tokens > 0]
+            for seq in rows:
+                if seq.owner.max_tokens == 0:  # scored only: the prompt is the whole answer
+                    self._emit(seq, "", [], None, "length", outputs)
+            if generating:
+                index = torch.tensor(generating, device=logits.device)
+                self._advance([rows[i] for i in generating], logits.index_select(0, index), outputs)
             self._batch = new_batch if self._batch is None else kv.merge(self._batch, new_batch)
             self._rows.extend(rows)
-        self.stats.prefill_passes += len(groups)
-        self.stats.prompt_tokens += sum(lengths)
+            self.stats.prefill_passes += 1
+            self.stats.prompt_tokens += sum(len(r.prompt_ids) for r in requests)
 
-    def _new_sequence(self, owner: _Request, index: int) -> _Sequence:
+    def _prompt_logprobs(self, state: RequestState, logits: torch.Tensor) -> list[TokenLogprob]:
+        """Log probability of each prompt token given the ones before it (the first has none)."""
+        prompt, k = state.prompt_ids, state.request.params.prompt_logprobs or 0
+        result = [self.vocab.logprob(prompt[0], None)]
+        if len(prompt) < 2:
+            return result
+        width = logits.shape[0]
+        scores = torch.log_softmax(logits[width - len(prompt) : width - 1].float(), dim=-1)
+        targets = torch.tensor(prompt[1:], device=scores.device)
+        chosen = scores.gather(1, targets[:, None]).squeeze(1).tolist()
+        top_values, top_ids = scores.topk(k, dim=-1) if k else (None, None)
+        for j, (token, logprob) in enumerate(zip(prompt[1:], chosen, strict=True)):
+            top = [] if top_ids is None or top_values is None else self._alternatives(top_ids[j], top_values[j])
+            result.append(self.vocab.logprob(token, logprob, top))
+        return result
+
+    def _alternatives(self, ids: torch.Tensor, values: torch.Tensor) -> list[TokenLogprob]:
+        return [self.vocab.logprob(t, lp) for t, lp in zip(ids.tolist(), values.tolist(), strict=True)]
+
+    def _new_sequence(self, owner: RequestState, index: int) -> Sequence:
         params = owner.request.params
         seed = None if params.seed is None else params.seed + index
         sampling = RowSampling(
-            params.temperature, params.top_p, params.top_k, make_generator(seed), params.logprobs
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            min_p=params.min_p,
+            generator=make_generator(seed),
+            logprobs=params.logprobs,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
+            repetition_penalty=params.repetition_penalty,
+            logit_bias=params.logit_bias,
+            prompt_ids=owner.prompt_ids if params.repetition_penalty != 1.0 else [],
         )
         detok = Detokenizer(self.loaded.tokenizer, owner.prompt_ids)
-        return _Sequence(owner, index, sampling, detok, StopMatcher(params.stop))
+        matcher = None if params.structured is None else self.grammars.matcher(params.structured)
+        seq = Sequence(owner, index, sampling, detok, StopMatcher(params.stop), matcher=matcher)
+        seq.echo_pending = params.echo
+        return seq
 
-    def _advance(self, rows: list[_Sequence], logits: torch.Tensor, outputs: list[StepOutput]) -> None:
+    def _context(self, rows: list[Sequence]) -> StepContext:
+        """Histories, bans and grammar masks of one step's rows."""
+        ctx = StepContext(fallback_token=self.loaded.eos_token_ids[0] if self.loaded.eos_token_ids else 0)
+        if any(s.sampling.penalised for s in rows):
+            ctx.outputs = [s.output_ids for s in rows]
+        for i, seq in enumerate(rows):
+            banned = seq.banned(self._eos)
+            if banned:
+                ctx.banned[i] = banned
+        ctx.masked_rows = [i for i, s in enumerate(rows) if s.matcher is not None]
+        if ctx.masked_rows:
+            ctx.bitmask = self.grammars.fill([rows[i].matcher for i in ctx.masked_rows])
+        return ctx
+
+    def _advance(self, rows: list[Sequence], logits: torch.Tensor, outputs: list[StepOutput]) -> None:
         """Sample one token per row and turn it into deltas."""
-        sampled = sample(logits, [s.sampling for s in rows])
+        sampled = sample(logits, [s.sampling for s in rows], self._context(rows))
         now = time.monotonic()
         self.stats.generated_tokens += len(rows)
         self.stats.recent.append((now, len(rows)))
         with self._tokenizer_lock:
-            logprobs = sampled.logprobs or [0.0] * len(rows)
-            for seq, token, logprob in zip(rows, sampled.tokens, logprobs, strict=True):
-                self._accept(seq, token, logprob if seq.sampling.logprobs else None, now, outputs)
+            for i, (seq, token) in enumerate(zip(rows, sampled.tokens, strict=True)):
+                self._accept(seq, token, self._token_logprob(sampled, i, seq), now, outputs)
+
+    def _token_logprob(self, sampled: Sampled, i: int, seq: Sequence) -> TokenLogprob | None:
+        if seq.sampling.logprobs is None or sampled.logprobs is None:
+            return None
+        top: list[TokenLogprob] = []
+        k = seq.sampling.logprobs
+        if k and sampled.top_ids is not None and sampled.top_logprobs is not None:
+            pairs = zip(sampled.top_ids[i][:k], sampled.top_logprobs[i][:k], strict=True)
+            top = [self.vocab.logprob(t, lp) for t, lp in pairs]
+        return self.vocab.logprob(sampled.tokens[i], sampled.logprobs[i], top)
 
     def _accept(
-        self, seq: _Sequence, token: int, logprob: float | None, now: float, outputs: list[StepOutput]
+        self, seq: Sequence, token: int, logprob: TokenLogprob | None, now: float, outputs: list[StepOutput]
     ) -> None:
         if seq.first_token_at is None:
             seq.first_token_at = now
@@ -249,30 +299,36 @@ class EngineCore:
                 self.stats.ttft_count += 1
         seq.last_token = token
         seq.generated += 1
-        if token in self._eos:  # the EOS token ends the text and is not part of it
+        if seq.sampling.penalised:
+            seq.output_ids.append(token)
+        complete = seq.matcher is not None and accept(seq.matcher, token)
+        logprobs = None if logprob is None else [logprob]
+        if seq.ends_on(token, self._eos):  # EOS and stop tokens end the text and are not part of it
             self._emit(seq, _flush(seq), [], None, "stop", outputs)
             return
         text, stopped = seq.stops.feed(seq.detok.push(token))
-        finish: FinishReason | None = "stop" if stopped else None
+        finish: FinishReason | None = "stop" if stopped or complete else None
         if finish is None and seq.generated >= seq.owner.max_tokens:
             finish = "length"
+        if finish is not None and not stopped:
             text += _flush(seq)
-        self._emit(seq, text, [token], logprob, finish, outputs)
+        self._emit(seq, text, [token], logprobs, finish, outputs)
 
     def _emit(
         self,
-        seq: _Sequence,
+        seq: Sequence,
         text: str,
         tokens: list[int],
-        logprob: float | None,
+        logprobs: list[TokenLogprob] | None,
         finish: FinishReason | None,
         outputs: list[StepOutput],
     ) -> None:
         owner = seq.owner
-        delta = StreamDelta(
-            seq.index, text, tokens, finish, len(owner.prompt_ids), seq.generated,
-            None if logprob is None else [logprob],
-        )  # fmt: skip
+        delta = StreamDelta(seq.index, text, tokens, finish, len(owner.prompt_ids), seq.generated, logprobs)
+        if seq.echo_pending:
+            seq.echo_pending = False
+            delta.prompt_text = self.loaded.tokenizer.decode(owner.prompt_ids)
+            delta.prompt_logprobs = owner.prompt_logprobs
         finished = False
         if finish is not None:
             seq.finish = finish
@@ -297,7 +353,7 @@ class EngineCore:
                 outputs.append(StepOutput(request_id, error=error, finished=True))
             self._requests.pop(request_id, None)
         for seq in self._rows:
-            if seq.finish is None and seq.owner.request.request_id in aborts:
+            if seq.finish is None and seq.request_id in aborts:
                 seq.finish = "abort"
 
     def _drop_finished(self) -> None:
@@ -320,8 +376,25 @@ class EngineCore:
         self._rows, self._batch = [], None
         return [StepOutput(request_id, error=error, finished=True) for request_id in ids]
 
+    # -- tokenizer service (any thread) -----------------------------------------------------------
 
-def _flush(seq: _Sequence) -> str:
+    def encode(self, prompt: str | None, messages: Any, tools: Any, *, special: bool, generation: bool) -> list[int]:
+        """Token ids of a prompt or of chat messages, as a generation request would see them."""
+        tokenizer = self.loaded.tokenizer
+        with self._tokenizer_lock:
+            if messages is not None:
+                text = chat.render(tokenizer, messages, tools, add_generation_prompt=generation)
+                return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+            return list(tokenizer(prompt, add_special_tokens=special)["input_ids"])
+
+    def decode(self, token_ids: list[int]) -> str:
+        """The text of ``token_ids`` (special tokens included)."""
+        self._check_tokens(token_ids, (), [])
+        with self._tokenizer_lock:
+            return str(self.loaded.tokenizer.decode(token_ids))
+
+
+def _flush(seq: Sequence) -> str:
     """Text still held by the detokenizer and the stop matcher, at the end of a sequence."""
     text, stopped = seq.stops.feed(seq.detok.flush())
     return text if stopped else text + seq.stops.flush()

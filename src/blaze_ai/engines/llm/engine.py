@@ -33,7 +33,16 @@ from blaze_ai.engines.base import HealthReport
 from blaze_ai.engines.llm.config import LLMConfig
 from blaze_ai.engines.llm.core import EngineCore, StepOutput
 from blaze_ai.engines.llm.loading import LoadedModel, load_model
-from blaze_ai.engines.requests import Completion, GenerationRequest, GenerationResult, StreamDelta
+from blaze_ai.engines.requests import (
+    Completion,
+    DetokenizeRequest,
+    DetokenizeResult,
+    GenerationRequest,
+    GenerationResult,
+    StreamDelta,
+    TokenizeRequest,
+    TokenizeResult,
+)
 from blaze_ai.errors import BadRequestError, EngineFailureError, UnavailableError
 from blaze_ai.model_cache import ModelCache
 
@@ -190,6 +199,7 @@ class LLMEngine:
         core = self._ready_core()
         request_id = request.request_id
         queue: asyncio.Queue[StepOutput] = asyncio.Queue()
+        await self._compile_grammar(core, request)
         self._claim(request_id, queue)
         finished = added = False
         try:
@@ -218,6 +228,7 @@ class LLMEngine:
         core = self._ready_core()
         request_id = request.request_id
         collector = _Collector(asyncio.get_running_loop())
+        await self._compile_grammar(core, request)
         self._claim(request_id, collector)
         added = False
         try:
@@ -234,29 +245,34 @@ class LLMEngine:
                 core.abort(request_id)
                 self._wake.set()
 
-    async def execute(self, request: GenerationRequest) -> GenerationResult:
-        """Run a request to completion; cancelling the awaiting task aborts it."""
-        n = request.params.n
-        texts: list[list[str]] = [[] for _ in range(n)]
-        tokens: list[list[int]] = [[] for _ in range(n)]
-        logprobs: list[list[float]] = [[] for _ in range(n)]
-        finish: list[Any] = [None] * n
-        counts = [0] * n
-        prompt_tokens = 0
-        for delta in await self._collect(request):
-            i = delta.index
-            texts[i].append(delta.text)
-            tokens[i].extend(delta.token_ids)
-            logprobs[i].extend(delta.logprobs or [])
-            finish[i] = delta.finish_reason or finish[i]
-            counts[i] = delta.completion_tokens
-            prompt_tokens = delta.prompt_tokens
-        choices = [
-            Completion(i, "".join(texts[i]), tokens[i], finish[i] or "length",
-                       logprobs[i] if request.params.logprobs else None)
-            for i in range(n)
-        ]  # fmt: skip
-        return GenerationResult(request.request_id, choices, prompt_tokens, sum(counts))
+    @staticmethod
+    async def _compile_grammar(core: EngineCore, request: GenerationRequest) -> None:
+        """Compile a new structured output off the event loop (a complex schema takes a while)."""
+        spec = request.params.structured
+        if spec is not None and not core.grammars.is_compiled(spec):
+            await asyncio.to_thread(core.grammars.compile, spec)
+
+    async def execute(self, request: Any) -> Any:
+        """Run a request to completion; cancelling the awaiting task aborts it.
+
+        Also answers :class:`TokenizeRequest` and :class:`DetokenizeRequest` with this model's tokenizer.
+        """
+        if isinstance(request, TokenizeRequest):
+            return self._tokenize(request)
+        if isinstance(request, DetokenizeRequest):
+            return DetokenizeResult(self._ready_core().decode(request.token_ids))
+        return _assemble(request, await self._collect(request))
+
+    def _tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        core = self._ready_core()
+        ids = core.encode(
+            request.prompt,
+            request.messages,
+            request.tools,
+            special=request.add_special_tokens,
+            generation=request.add_generation_prompt,
+        )
+        return TokenizeResult(ids, [core.vocab.text(t) for t in ids], core.max_context)
 
     # -- reporting ------------------------------------------------------------------------------
 
@@ -285,3 +301,27 @@ class LLMEngine:
             "memory_bytes": core.loaded.memory_bytes(),
             "last_error": self._last_error,
         }
+
+
+def _assemble(request: GenerationRequest, deltas: list[StreamDelta]) -> GenerationResult:
+    """A whole result from a request's deltas (each choice's pieces, in order)."""
+    n, want_logprobs = request.params.n, request.params.logprobs is not None
+    choices = [Completion(i, "", [], "length", [] if want_logprobs else None) for i in range(n)]
+    texts: list[list[str]] = [[] for _ in range(n)]
+    counts = [0] * n
+    prompt_tokens = 0
+    for delta in deltas:
+        choice = choices[delta.index]
+        texts[delta.index].append(delta.text)
+        choice.token_ids.extend(delta.token_ids)
+        if choice.logprobs is not None:
+            choice.logprobs.extend(delta.logprobs or [])
+        if delta.finish_reason is not None:
+            choice.finish_reason = delta.finish_reason
+        if delta.prompt_text is not None:
+            choice.prompt_text, choice.prompt_logprobs = delta.prompt_text, delta.prompt_logprobs
+        counts[delta.index] = delta.completion_tokens
+        prompt_tokens = delta.prompt_tokens
+    for choice, pieces in zip(choices, texts, strict=True):
+        choice.text = "".join(pieces)
+    return GenerationResult(request.request_id, choices, prompt_tokens, sum(counts))

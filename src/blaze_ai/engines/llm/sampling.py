@@ -1,17 +1,27 @@
-"""Per-row sampling over a batch of logits, in a few batched tensor ops.
+"""Per-row logits processing and sampling over a batch, in a few batched tensor ops.
 
-Each row has its own temperature (0 = greedy), top-k, top-p and optionally
-its own seeded :class:`torch.Generator`. Rows are sampled by inverse
-transform: one uniform number per row (drawn from the row's generator when
-seeded) picks a token from the row's filtered, sorted distribution. A seeded
-row therefore gets the same tokens whatever its batch mates are.
+One step's logits ``[rows, vocab]`` go through, in order:
+
+1) log probabilities of the raw model output, when a row asked for them (OpenAI and vLLM
+   report the model's distribution, before penalties, biases and masks);
+2) penalties and biases of the rows that have any: repetition (prompt and output tokens),
+   frequency and presence (output tokens), ``logit_bias``;
+3) bans: EOS and stop tokens of rows short of ``min_tokens``;
+4) grammar masks of constrained rows (a bitmask per row, see :mod:`.structured`);
+5) the pick: greedy rows take the argmax; the others are sampled with their temperature,
+   top-k, top-p and min-p by inverse transform, one uniform number per row (from the row's own
+   generator when seeded, so a seeded row gets the same tokens whatever its batch mates are).
+
+Every operation is per row, so a row's tokens never depend on the rows beside it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+
+from blaze_ai.engines.llm.structured import apply_bitmask
 
 
 @dataclass(slots=True)
@@ -21,13 +31,36 @@ class RowSampling:
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
+    min_p: float = 0.0
     generator: torch.Generator | None = None
-    logprobs: bool = False
+    logprobs: int | None = None  # alternatives to report per token; None: no log probabilities
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    prompt_ids: list[int] = field(default_factory=list)  # for the repetition penalty
 
     @property
     def greedy(self) -> bool:
         """Whether the row takes the most likely token."""
         return self.temperature == 0.0 or self.top_k == 1
+
+    @property
+    def penalised(self) -> bool:
+        return bool(
+            self.frequency_penalty or self.presence_penalty or self.repetition_penalty != 1.0 or self.logit_bias
+        )
+
+
+@dataclass(slots=True)
+class StepContext:
+    """What one step's rows carry besides their settings: history, bans and grammar masks."""
+
+    outputs: list[list[int]] | None = None  # tokens generated so far per row (for penalties)
+    banned: dict[int, tuple[int, ...]] = field(default_factory=dict)  # row -> token ids to forbid
+    masked_rows: list[int] = field(default_factory=list)  # rows constrained by a grammar
+    bitmask: torch.Tensor | None = None  # [len(masked_rows), words] int32
+    fallback_token: int = 0  # taken by a row whose bans and mask leave nothing (EOS ends it)
 
 
 def make_generator(seed: int | None) -> torch.Generator | None:
@@ -41,41 +74,118 @@ def make_generator(seed: int | None) -> torch.Generator | None:
 
 @dataclass(slots=True)
 class Sampled:
-    """Chosen tokens (and their log-probabilities when any row asked) for a batch."""
+    """Chosen tokens; their raw log-probabilities and the top alternatives when any row asked."""
 
     tokens: list[int]
-    logprobs: list[float] | None
+    logprobs: list[float] | None = None
+    top_ids: list[list[int]] | None = None  # [rows][k], k = the most alternatives any row asked
+    top_logprobs: list[list[float]] | None = None
 
 
-def sample(logits: torch.Tensor, rows: list[RowSampling]) -> Sampled:
-    """Pick one token per row of ``logits`` ``[batch, vocab]``."""
+def sample(logits: torch.Tensor, rows: list[RowSampling], ctx: StepContext | None = None) -> Sampled:
+    """Pick one token per row of ``logits`` ``[batch, vocab]`` (``logits`` may be changed in place)."""
+    ctx = ctx or StepContext()
     logits = logits.float()
+    # 1) raw log probabilities
+    want = [row.logprobs for row in rows if row.logprobs is not None]
+    raw = torch.log_softmax(logits, dim=-1) if want else None
+    # 2-4) penalties, bans, grammar masks
+    penalised = [i for i, row in enumerate(rows) if row.penalised]
+    if penalised:
+        _penalise(logits, rows, penalised, ctx.outputs)
+    if ctx.banned:
+        _ban(logits, ctx.banned)
+    if ctx.bitmask is not None and ctx.masked_rows:
+        index = torch.tensor(ctx.masked_rows, device=logits.device)
+        apply_bitmask(logits, index, ctx.bitmask)
+    if ctx.banned or ctx.masked_rows:
+        _revive(logits, ctx.fallback_token)
+    # 5) pick
     chosen = logits.argmax(dim=-1)
     random_rows = [i for i, row in enumerate(rows) if not row.greedy]
     if random_rows:
         index = torch.tensor(random_rows, device=logits.device)
         picked = _sample_rows(logits.index_select(0, index), [rows[i] for i in random_rows])
         chosen = chosen.index_copy(0, index, picked)
-    logprobs = None
-    if any(row.logprobs for row in rows):
-        logprobs = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None]).squeeze(1).tolist()
-    return Sampled(tokens=chosen.tolist(), logprobs=logprobs)
+    result = Sampled(tokens=chosen.tolist())
+    if raw is not None:
+        result.logprobs = raw.gather(1, chosen[:, None]).squeeze(1).tolist()
+        k = max(want)
+        if k:
+            values, ids = raw.topk(k, dim=-1)
+            result.top_ids, result.top_logprobs = ids.tolist(), values.tolist()
+    return result
+
+
+def _penalise(
+    logits: torch.Tensor, rows: list[RowSampling], index: list[int], outputs: list[list[int]] | None
+) -> None:
+    """Repetition, frequency and presence penalties and logit biases of rows ``index``, in place."""
+    device, vocab = logits.device, logits.shape[-1]
+    selected = [rows[i] for i in index]
+    history = [outputs[i] if outputs is not None else [] for i in index]
+    counts = _counts(history, vocab, device)
+    sub = logits.index_select(0, torch.tensor(index, device=device))
+    frequency = torch.tensor([r.frequency_penalty for r in selected], device=device)[:, None]
+    presence = torch.tensor([r.presence_penalty for r in selected], device=device)[:, None]
+    sub -= frequency * counts + presence * (counts > 0)
+    repetition = torch.tensor([r.repetition_penalty for r in selected], device=device)[:, None]
+    if bool((repetition != 1.0).any()):
+        seen = (counts > 0) | (_counts([r.prompt_ids for r in selected], vocab, device) > 0)
+        scaled = torch.where(sub > 0, sub / repetition, sub * repetition)
+        sub = torch.where(seen, scaled, sub)
+    biases = [(row, token, bias) for row, r in enumerate(selected) for token, bias in r.logit_bias if token < vocab]
+    if biases:
+        at_rows = torch.tensor([b[0] for b in biases], device=device)
+        at_tokens = torch.tensor([b[1] for b in biases], device=device)
+        sub.index_put_((at_rows, at_tokens), torch.tensor([b[2] for b in biases], device=device), accumulate=True)
+    logits.index_copy_(0, torch.tensor(index, device=device), sub)
+
+
+def _counts(tokens: list[list[int]], vocab: int, device: torch.device) -> torch.Tensor:
+    """How often each token occurs in each row's list, ``[rows, vocab]`` float."""
+    width = max((len(t) for t in tokens), default=0)
+    padded = torch.full((len(tokens), width + 1), vocab, dtype=torch.long)  # index vocab = padding
+    for i, row in enumerate(tokens):
+        if row:
+            padded[i, : len(row)] = torch.tensor(row)
+    counts = torch.zeros((len(tokens), vocab + 1), device=device)
+    counts.scatter_add_(1, padded.to(device), torch.ones(padded.shape, device=device))
+    return counts[:, :vocab]
+
+
+def _ban(logits: torch.Tensor, banned: dict[int, tuple[int, ...]]) -> None:
+    vocab = logits.shape[-1]
+    pairs = [(row, token) for row, tokens in banned.items() for token in tokens if token < vocab]
+    if pairs:
+        rows = torch.tensor([p[0] for p in pairs], device=logits.device)
+        tokens = torch.tensor([p[1] for p in pairs], device=logits.device)
+        logits.index_put_((rows, tokens), torch.tensor(float("-inf"), device=logits.device))
+
+
+def _revive(logits: torch.Tensor, fallback: int) -> None:
+    """Rows whose every token was masked out (a ban against a grammar's only way out) take ``fallback``."""
+    dead = torch.isneginf(logits).all(dim=-1)
+    if bool(dead.any()):
+        logits[dead, fallback] = 0.0
 
 
 def _sample_rows(logits: torch.Tensor, rows: list[RowSampling]) -> torch.Tensor:
-    """Sample each row with its temperature, top-k and top-p by inverse transform."""
+    """Sample each row with its temperature, top-k, top-p and min-p by inverse transform."""
     device = logits.device
-    temps = torch.tensor([row.temperature for row in rows], device=device)
+    temps = torch.tensor([max(row.temperature, 1e-5) for row in rows], device=device)
     sorted_logits, order = torch.sort(logits / temps[:, None], dim=-1, descending=True)
     vocab = logits.shape[-1]
     top_k = torch.tensor([row.top_k if row.top_k > 0 else vocab for row in rows], device=device)
     ranks = torch.arange(vocab, device=device)[None, :]
     sorted_logits = sorted_logits.masked_fill(ranks >= top_k[:, None], float("-inf"))
     probs = torch.softmax(sorted_logits, dim=-1)
+    min_p = torch.tensor([row.min_p for row in rows], device=device)[:, None]
+    probs = probs.masked_fill(probs < min_p * probs[:, :1], 0.0)  # the most likely token always stays
     cumulative = probs.cumsum(dim=-1)
     top_p = torch.tensor([row.top_p for row in rows], device=device)
     # Keep the smallest prefix whose mass reaches top_p: drop tokens whose preceding mass already does.
-    probs = probs.masked_fill((cumulative - probs) >= top_p[:, None], 0.0)
+    probs = probs.masked_fill((cumulative - probs) >= top_p[:, None] * cumulative[:, -1:], 0.0)
     cumulative = probs.cumsum(dim=-1)
     uniforms = _uniforms(rows).to(device) * cumulative[:, -1]
     picked_rank = torch.searchsorted(cumulative, uniforms[:, None], right=True).clamp_(max=vocab - 1)

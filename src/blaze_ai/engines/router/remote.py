@@ -24,7 +24,13 @@ from blaze_ai.engines.requests import (
     GenerationResult,
     ImageRequest,
     ImageResult,
+    DetokenizeRequest,
+    DetokenizeResult,
     StreamDelta,
+    StructuredOutput,
+    TokenizeRequest,
+    TokenizeResult,
+    TokenLogprob,
 )
 from blaze_ai.errors import (
     AuthenticationError,
@@ -101,38 +107,111 @@ def _finish(reason: object) -> FinishReason:
 
 
 def generation_body(request: GenerationRequest, model: str, *, stream: bool) -> tuple[str, dict[str, Any]]:
-    """The path and OpenAI body for a generation request."""
+    """The path and OpenAI body for a generation request (Blaze extras named as vLLM names them).
+
+    Chat requests with ``tools`` send them with ``tool_choice: "none"``: the replica renders them
+    into the prompt and returns the raw text (under the forwarded grammar), which the front parses.
+    """
     p = request.params
     body: dict[str, Any] = {"model": model, "max_tokens": p.max_tokens, "temperature": p.temperature}
     body.update(top_p=p.top_p, n=p.n, stream=stream)
-    if p.stop:
-        body["stop"] = list(p.stop)
-    if p.seed is not None:
-        body["seed"] = p.seed
-    if p.top_k:
-        body["top_k"] = p.top_k  # vLLM and Blaze extension
+    optional: dict[str, Any] = {
+        "stop": list(p.stop) or None,
+        "seed": p.seed,
+        "top_k": p.top_k or None,
+        "min_p": p.min_p or None,
+        "frequency_penalty": p.frequency_penalty or None,
+        "presence_penalty": p.presence_penalty or None,
+        "repetition_penalty": None if p.repetition_penalty == 1.0 else p.repetition_penalty,
+        "logit_bias": {str(t): b for t, b in p.logit_bias} or None,
+        "min_tokens": p.min_tokens or None,
+        "ignore_eos": p.ignore_eos or None,
+        "stop_token_ids": list(p.stop_token_ids) or None,
+        "structured_outputs": _structured_body(p.structured),
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
     if stream:
         body["stream_options"] = {"include_usage": True}
     if request.messages is not None:
+        if p.logprobs is not None:
+            body.update(logprobs=True, top_logprobs=p.logprobs)
+        if request.tools:
+            body.update(tools=request.tools, tool_choice="none")
         return "/v1/chat/completions", {**body, "messages": request.messages}
+    if p.logprobs is not None:
+        body["logprobs"] = p.logprobs
+    if p.echo:
+        body["echo"] = True
     prompt = request.prompt if request.prompt is not None else request.prompt_token_ids
     return "/v1/completions", {**body, "prompt": prompt}
 
 
+def _structured_body(spec: StructuredOutput | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    value: Any = json.loads(spec.spec) if spec.kind in ("json", "choice") else spec.spec
+    return {spec.kind: value}
+
+
 def parse_generation(data: dict[str, Any], request: GenerationRequest) -> GenerationResult:
+    usage = data.get("usage") or {}
+    prompt_tokens = int(usage.get("prompt_tokens", 0))
     choices = []
     for choice in data.get("choices", []):
         message = choice.get("message")
         text = (message or {}).get("content") if message is not None else choice.get("text")
         reason = _finish(choice.get("finish_reason"))
-        choices.append(Completion(int(choice.get("index", 0)), text or "", [], reason))
-    usage = data.get("usage") or {}
+        completion = Completion(int(choice.get("index", 0)), text or "", [], reason)
+        completion.logprobs = parse_logprobs(choice.get("logprobs"), request)
+        if request.params.echo and message is None:
+            _split_echo(completion, request, prompt_tokens)
+        choices.append(completion)
     return GenerationResult(
         request_id=request.request_id,
         choices=sorted(choices, key=lambda c: c.index),
-        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        prompt_tokens=prompt_tokens,
         completion_tokens=int(usage.get("completion_tokens", 0)),
     )
+
+
+def parse_logprobs(data: Any, request: GenerationRequest) -> list[TokenLogprob] | None:
+    """Token log probabilities from a chat (``content``) or completions (parallel lists) object."""
+    if not isinstance(data, dict):
+        return None if request.params.logprobs is None else []
+    if "content" in data:
+        return [_chat_token(t) for t in data.get("content") or []]
+    tokens = data.get("tokens") or []
+    return [
+        TokenLogprob(-1, str(token), list(str(token).encode()), logprob, _alternatives(top))
+        for token, logprob, top in zip(
+            tokens, data.get("token_logprobs") or [], data.get("top_logprobs") or [None] * len(tokens), strict=False
+        )
+    ]
+
+
+def _split_echo(choice: Completion, request: GenerationRequest, prompt_tokens: int) -> None:
+    """With echo, move the prompt's text and tokens (the first ``prompt_tokens``) to the prompt fields."""
+    if choice.logprobs is not None and len(choice.logprobs) >= prompt_tokens:
+        prompt, choice.logprobs = choice.logprobs[:prompt_tokens], choice.logprobs[prompt_tokens:]
+        choice.prompt_logprobs = prompt if request.params.prompt_logprobs is not None else None
+        prompt_text = bytes(b for t in prompt for b in t.bytes).decode("utf-8", errors="replace")
+    else:
+        prompt_text = request.prompt or ""
+    if choice.text.startswith(prompt_text):
+        choice.prompt_text, choice.text = prompt_text, choice.text[len(prompt_text) :]
+
+
+def _chat_token(data: dict[str, Any]) -> TokenLogprob:
+    top = [_chat_token({**t, "top_logprobs": []}) for t in data.get("top_logprobs") or []]
+    raw = data.get("bytes")
+    token = str(data.get("token", ""))
+    return TokenLogprob(-1, token, list(raw) if raw is not None else list(token.encode()), data.get("logprob"), top)
+
+
+def _alternatives(top: Any) -> list[TokenLogprob]:
+    if not isinstance(top, dict):
+        return []
+    return [TokenLogprob(-1, str(t), list(str(t).encode()), float(lp)) for t, lp in top.items()]
 
 
 class RemoteReplica:
@@ -200,7 +279,26 @@ class RemoteReplica:
             return await self._images(request)
         if isinstance(request, EmbeddingRequest):
             return await self._embeddings(request)
+        if isinstance(request, TokenizeRequest):
+            return await self._tokenize(request)
+        if isinstance(request, DetokenizeRequest):
+            data = await self._post("/detokenize", {"model": self.model, "tokens": request.token_ids})
+            return DetokenizeResult(str(data.get("prompt", "")))
         raise BadRequestError(f"a remote replica cannot run {type(request).__name__}")
+
+    async def _tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        """vLLM's ``POST /tokenize`` (Blaze serves the same shape)."""
+        body: dict[str, Any] = {"model": self.model, "return_token_strs": True}
+        if request.messages is not None:
+            body.update(messages=request.messages, add_generation_prompt=request.add_generation_prompt)
+            if request.tools:
+                body["tools"] = request.tools
+        else:
+            body.update(prompt=request.prompt, add_special_tokens=request.add_special_tokens)
+        data = await self._post("/tokenize", body)
+        ids = [int(t) for t in data.get("tokens", [])]
+        strs = data.get("token_strs") or [""] * len(ids)
+        return TokenizeResult(ids, [str(t) for t in strs], int(data.get("max_model_len", 0)))
 
     async def _images(self, request: ImageRequest) -> ImageResult:
         body: dict[str, Any] = {"model": self.model, "prompt": request.prompt, "n": request.n}
@@ -237,13 +335,15 @@ class RemoteReplica:
                 if response.status_code >= 400:
                     await response.aread()
                     raise error_for_response(response)
-                async for delta in _sse_deltas(response, self.base_url):
+                async for delta in _sse_deltas(response, self.base_url, request):
                     yield delta
         except httpx.HTTPError as exc:
             raise error_for_exception(exc, self.base_url) from exc
 
 
-async def _sse_deltas(response: httpx.Response, url: str) -> AsyncIterator[StreamDelta]:
+async def _sse_deltas(
+    response: httpx.Response, url: str, request: GenerationRequest
+) -> AsyncIterator[StreamDelta]:
     """Turn OpenAI SSE chunks into deltas; last deltas wait for the usage chunk to carry counts."""
     counts: dict[int, int] = {}
     finished: list[StreamDelta] = []
@@ -266,10 +366,11 @@ async def _sse_deltas(response: httpx.Response, url: str) -> AsyncIterator[Strea
             delta = choice.get("delta")
             text = (delta.get("content") if delta is not None else choice.get("text")) or ""
             reason = choice.get("finish_reason")
-            if not text and reason is None:
+            logprobs = parse_logprobs(choice.get("logprobs"), request) if choice.get("logprobs") else None
+            if not text and reason is None and not logprobs:
                 continue  # the role-only first chunk of a chat stream
-            counts[index] = counts.get(index, 0) + (1 if text else 0)
-            item = StreamDelta(index, text, [], _finish(reason) if reason else None, 0, counts[index])
+            counts[index] = counts.get(index, 0) + (len(logprobs) if logprobs else 1 if text else 0)
+            item = StreamDelta(index, text, [], _finish(reason) if reason else None, 0, counts[index], logprobs)
             if reason is None:
                 yield item
             else:

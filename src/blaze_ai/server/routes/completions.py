@@ -12,9 +12,11 @@ from blaze_ai.engines.requests import Completion, GenerationRequest, GenerationR
 from blaze_ai.errors import BadRequestError
 from blaze_ai.server import generation as gen
 from blaze_ai.server.dispatch import context_for
+from blaze_ai.server import structured
 from blaze_ai.server.lifecycle import Pump, deadline_in
+from blaze_ai.server.logprobs import OffsetCounter, completion_logprobs, merge
 from blaze_ai.server.schemas import ERROR_RESPONSES, CompletionRequest, TextCompletion
-from blaze_ai.server.schemas.completions import CompletionChoice, CompletionLogprobs
+from blaze_ai.server.schemas.completions import CompletionChoice
 from blaze_ai.server.sse import Template, event, hole, sse_response
 
 router = APIRouter(tags=["completions"])
@@ -39,7 +41,13 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
             f"prompts x n is more than this server's limit of {server.max_n}", param="prompt"
         )
     params = gen.sampling_params(
-        request, body, max_tokens=body.max_tokens, default=16, logprobs=body.logprobs is not None
+        request,
+        body,
+        max_tokens=body.max_tokens,
+        default=16,
+        logprobs=body.logprobs,
+        structured=structured.requested(body),
+        echo=bool(body.echo),
     )
     deadline = deadline_in(server.request_timeout_s)
     rid = request.state.request_id
@@ -72,29 +80,32 @@ def _prompts(prompt: Any) -> list[str | list[int]]:
     return list(prompt)
 
 
-def _logprobs(choice: Completion | StreamDelta, offset: int = 0) -> CompletionLogprobs | None:
-    if choice.logprobs is None:
+def _logprobs(choice: Completion | StreamDelta, counter: OffsetCounter, body: CompletionRequest) -> Any:
+    """The choice's completions-shaped log probabilities: the prompt's (with echo), then the text's."""
+    if body.logprobs is None:
         return None
-    tokens = gen.token_strings(choice.token_ids)
-    offsets, at = [], offset
-    for token in tokens:
-        offsets.append(at)
-        at += len(token)
-    return CompletionLogprobs(tokens=tokens, token_logprobs=list(choice.logprobs), text_offset=offsets)
+    with_top = body.logprobs > 0
+    prompt = None
+    if choice.prompt_logprobs is not None:
+        prompt = completion_logprobs(choice.prompt_logprobs, counter, with_top)
+    generated = completion_logprobs(choice.logprobs or [], counter, with_top)
+    return merge(prompt, generated)
 
 
 def _completion(results: list[GenerationResult], body: CompletionRequest, request_id: str) -> TextCompletion:
     n = body.n or 1
-    choices = [
-        CompletionChoice(
-            index=p * n + c.index,
-            text=c.text,
-            finish_reason=gen.finish_reason(c.finish_reason),
-            logprobs=_logprobs(c) if body.logprobs is not None else None,
-        )
-        for p, result in enumerate(results)
-        for c in result.choices
-    ]
+    choices = []
+    for p, result in enumerate(results):
+        for c in result.choices:
+            prompt = c.prompt_text or ""
+            choices.append(
+                CompletionChoice(
+                    index=p * n + c.index,
+                    text=prompt + c.text,
+                    finish_reason=gen.finish_reason(c.finish_reason),
+                    logprobs=_logprobs(c, OffsetCounter(), body),
+                )
+            )
     prompt_tokens = sum(r.prompt_tokens for r in results)
     completion_tokens = sum(r.completion_tokens for r in results)
     return TextCompletion(
@@ -116,7 +127,8 @@ async def _chunks(
         "created": gen.created(),
         "model": body.model,
     }
-    fast = _piece_template(base) if body.logprobs is None else None
+    fast = _piece_template(base) if body.logprobs is None and not body.echo else None
+    counters: dict[int, OffsetCounter] = {}  # per choice: where its next token starts
     try:
         async for batch in gen.pieces(pump, first):
             events = []
@@ -126,8 +138,12 @@ async def _chunks(
                 if fast is not None:
                     events.append(fast.render(index, piece.text, reason))
                     continue
+                counter = counters.setdefault(index, OffsetCounter())
                 choice = CompletionChoice(
-                    index=index, text=piece.text, finish_reason=reason, logprobs=_logprobs(piece)
+                    index=index,
+                    text=(piece.prompt_text or "") + piece.text,
+                    finish_reason=reason,
+                    logprobs=_logprobs(piece, counter, body),
                 )
                 events.append(event(TextCompletion(**base, choices=[choice]).model_dump()))
             yield b"".join(events)

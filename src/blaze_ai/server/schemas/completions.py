@@ -10,10 +10,6 @@ from blaze_ai.server.schemas.chat import SamplingFields
 from blaze_ai.server.schemas.common import ModelName, TokenIds, Usage
 
 COMPLETION_UNSUPPORTED: dict[str, tuple[Any, ...]] = {
-    "frequency_penalty": (0, 0.0),
-    "presence_penalty": (0, 0.0),
-    "logit_bias": ({},),
-    "echo": (False,),
     "suffix": ("",),
     "best_of": (1,),
 }
@@ -29,14 +25,17 @@ class CompletionRequest(SamplingFields):
     model: ModelName
     prompt: Prompt = Field(description="A string, a list of strings, token ids, or a list of token-id lists.")
     logprobs: int | None = Field(
-        None, ge=0, le=0, description="0 returns the sampled tokens' log probabilities (no alternatives)."
+        None, ge=0, le=5, description="Log probabilities of the sampled tokens with this many alternatives."
     )
+    echo: bool | None = Field(None, description="Return the prompt (and its log probabilities) first.")
 
 
 class CompletionLogprobs(BaseModel):
+    """Per token: its text, log probability (None for the first prompt token), alternatives, offset."""
+
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[Any] | None = None
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None] | None = None
     text_offset: list[int]
 
 
