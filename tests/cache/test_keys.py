@@ -19,7 +19,7 @@ def test_same_request_same_key_and_bookkeeping_ignored() -> None:
     b = GenerationRequest(prompt="hi", params=SamplingParams(temperature=0.0), request_id="b", priority=5)
     assert a.arrival != b.arrival or a.request_id != b.request_id
     key = cache_key("m", a, "execute")
-    assert key is not None and key.startswith("blaze:v1:") and len(key) == len("blaze:v1:") + 64
+    assert key is not None and key.startswith("blaze:v2:") and len(key) == len("blaze:v2:") + 64
     assert key == cache_key("m", b, "execute")
 
 

@@ -47,7 +47,7 @@ async def test_hits_and_misses_are_stored_in_redis(
         stats = dispatch.cache.stats()
         assert (stats["misses"], stats["hits"], stats["errors"], stats["stores"]) == (2, 3, 0, 2)
         client = aioredis.Redis.from_url(redis_server.url)
-        keys = await client.keys("blaze:v1:*")
+        keys = await client.keys("blaze:v2:*")
         assert len(keys) == 2
         assert 0 < await client.ttl(keys[0]) <= 120
         await client.aclose()

@@ -36,9 +36,10 @@ async def test_unknown_field_is_400_naming_it(client: httpx.AsyncClient) -> None
 @pytest.mark.parametrize(
     ("route", "body", "param"),
     [
-        ("/v1/chat/completions", chat_body(tools=[{"type": "function"}], presence_penalty=0.5), "tools"),
-        ("/v1/chat/completions", chat_body(response_format={"type": "json_object"}), "response_format"),
-        ("/v1/completions", {"model": "fake", "prompt": "x", "echo": True}, "echo"),
+        ("/v1/chat/completions", chat_body(modalities=["text", "audio"], presence_penalty=0.5), "modalities"),
+        ("/v1/chat/completions", chat_body(prediction={"type": "content", "content": "x"}), "prediction"),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "suffix": "!"}, "suffix"),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "best_of": 3}, "best_of"),
         ("/v1/images/generations", {"model": "fake", "prompt": "x", "quality": "hd"}, "quality"),
     ],
 )
@@ -50,7 +51,7 @@ async def test_unsupported_parameters_are_rejected_by_name(
 
 
 async def test_unsupported_parameter_with_its_off_value_is_accepted(client: httpx.AsyncClient) -> None:
-    body = chat_body(frequency_penalty=0, tools=[], store=False)
+    body = chat_body(frequency_penalty=0, functions=[], store=False)
     assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
 
 

@@ -28,7 +28,14 @@ def normalise(request: Any) -> dict[str, Any] | None:
     """The fields of ``request`` that decide its answer, or None for a type the cache does not know."""
     if isinstance(request, GenerationRequest):
         params = dataclasses.asdict(request.params)  # every sampling and reporting field decides the answer
-        for name in ("temperature", "top_p", "min_p", "frequency_penalty", "presence_penalty", "repetition_penalty"):
+        for name in (
+            "temperature",
+            "top_p",
+            "min_p",
+            "frequency_penalty",
+            "presence_penalty",
+            "repetition_penalty",
+        ):
             params[name] = float(params[name])
         return {
             "type": "generation",

@@ -42,7 +42,9 @@ class StructuredOutput:
 
     def __post_init__(self) -> None:
         if self.kind not in STRUCTURED_KINDS:
-            raise ValueError(f"structured output kind {self.kind!r} is unknown: use {', '.join(STRUCTURED_KINDS)}")
+            raise ValueError(
+                f"structured output kind {self.kind!r} is unknown: use {', '.join(STRUCTURED_KINDS)}"
+            )
         if not self.spec:
             raise ValueError(f"the {self.kind} of a structured output is empty")
 
@@ -127,7 +129,10 @@ class SamplingParams:
     def penalised(self) -> bool:
         """Whether any penalty or bias changes the logits."""
         return bool(
-            self.frequency_penalty or self.presence_penalty or self.repetition_penalty != 1.0 or self.logit_bias
+            self.frequency_penalty
+            or self.presence_penalty
+            or self.repetition_penalty != 1.0
+            or self.logit_bias
         )
 
 

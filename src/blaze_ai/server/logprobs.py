@@ -50,15 +50,21 @@ class OffsetCounter:
         return at
 
 
-def completion_logprobs(tokens: list[TokenLogprob], counter: OffsetCounter, with_top: bool) -> CompletionLogprobs:
+def completion_logprobs(
+    tokens: list[TokenLogprob], counter: OffsetCounter, with_top: bool
+) -> CompletionLogprobs:
     """Completions' parallel lists; a prompt's first token has no log probability or alternatives."""
-    out = CompletionLogprobs(tokens=[], token_logprobs=[], top_logprobs=[] if with_top else None, text_offset=[])
+    out = CompletionLogprobs(
+        tokens=[], token_logprobs=[], top_logprobs=[] if with_top else None, text_offset=[]
+    )
     for token in tokens:
         out.tokens.append(token.token)
         out.token_logprobs.append(token.logprob)
         out.text_offset.append(counter.add(token.bytes))
         if out.top_logprobs is not None:
-            out.top_logprobs.append(None if token.logprob is None else {a.token: a.logprob for a in token.top})
+            out.top_logprobs.append(
+                None if token.logprob is None else {a.token: a.logprob for a in token.top}
+            )
     return out
 
 

@@ -66,7 +66,9 @@ def requested(body: SamplingFields, fmt: ResponseFormat | None = None) -> Struct
         if value is not None:
             found[name] = _spec(kind, value, name)
     if len(found) > 1:
-        raise BadRequestError(f"ask for one output constraint, not {', '.join(found)}", param=next(iter(found)))
+        raise BadRequestError(
+            f"ask for one output constraint, not {', '.join(found)}", param=next(iter(found))
+        )
     return next(iter(found.values()), None)
 
 

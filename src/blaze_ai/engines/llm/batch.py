@@ -146,7 +146,12 @@ class KVBatch:
 
 
 def prefill(
-    model: Any, prompts: list[list[int]], repeats: list[int], max_rows: int | None = None, *, keep_all: bool = False
+    model: Any,
+    prompts: list[list[int]],
+    repeats: list[int],
+    max_rows: int | None = None,
+    *,
+    keep_all: bool = False,
 ) -> tuple[torch.Tensor, KVBatch, torch.Tensor | None]:
     """Run prompts as one left-padded batch; row ``i`` is repeated ``repeats[i]`` times.
 

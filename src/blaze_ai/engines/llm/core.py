@@ -119,7 +119,9 @@ class EngineCore:
         for name, ids in (("prompt", prompt), ("stop_token_ids", stop_ids), ("logit_bias", biased)):
             bad = next((t for t in ids if not 0 <= t < vocab), None)
             if bad is not None:
-                raise BadRequestError(f"token id {bad} is outside this model's vocabulary of {vocab}", param=name)
+                raise BadRequestError(
+                    f"token id {bad} is outside this model's vocabulary of {vocab}", param=name
+                )
 
     def abort(self, request_id: str) -> None:
         """Stop a request at the next step (queued or running)."""
@@ -226,7 +228,9 @@ class EngineCore:
         chosen = scores.gather(1, targets[:, None]).squeeze(1).tolist()
         top_values, top_ids = scores.topk(k, dim=-1) if k else (None, None)
         for j, (token, logprob) in enumerate(zip(prompt[1:], chosen, strict=True)):
-            top = [] if top_ids is None or top_values is None else self._alternatives(top_ids[j], top_values[j])
+            top = (
+                [] if top_ids is None or top_values is None else self._alternatives(top_ids[j], top_values[j])
+            )
             result.append(self.vocab.logprob(token, logprob, top))
         return result
 
@@ -378,7 +382,9 @@ class EngineCore:
 
     # -- tokenizer service (any thread) -----------------------------------------------------------
 
-    def encode(self, prompt: str | None, messages: Any, tools: Any, *, special: bool, generation: bool) -> list[int]:
+    def encode(
+        self, prompt: str | None, messages: Any, tools: Any, *, special: bool, generation: bool
+    ) -> list[int]:
         """Token ids of a prompt or of chat messages, as a generation request would see them."""
         tokenizer = self.loaded.tokenizer
         with self._tokenizer_lock:

@@ -48,7 +48,10 @@ class RowSampling:
     @property
     def penalised(self) -> bool:
         return bool(
-            self.frequency_penalty or self.presence_penalty or self.repetition_penalty != 1.0 or self.logit_bias
+            self.frequency_penalty
+            or self.presence_penalty
+            or self.repetition_penalty != 1.0
+            or self.logit_bias
         )
 
 
@@ -120,38 +123,41 @@ def sample(logits: torch.Tensor, rows: list[RowSampling], ctx: StepContext | Non
 def _penalise(
     logits: torch.Tensor, rows: list[RowSampling], index: list[int], outputs: list[list[int]] | None
 ) -> None:
-    """Repetition, frequency and presence penalties and logit biases of rows ``index``, in place."""
+    """Repetition, frequency and presence penalties and logit biases of rows ``index``, in place.
+
+    Only the logits of tokens that occur (in the output, or in the prompt for the repetition
+    penalty) change, so the work is gathered to those (row, token) pairs: a few thousand values
+    instead of rows x vocab.
+    """
     device, vocab = logits.device, logits.shape[-1]
-    selected = [rows[i] for i in index]
     history = [outputs[i] if outputs is not None else [] for i in index]
-    counts = _counts(history, vocab, device)
-    sub = logits.index_select(0, torch.tensor(index, device=device))
-    frequency = torch.tensor([r.frequency_penalty for r in selected], device=device)[:, None]
-    presence = torch.tensor([r.presence_penalty for r in selected], device=device)[:, None]
-    sub -= frequency * counts + presence * (counts > 0)
-    repetition = torch.tensor([r.repetition_penalty for r in selected], device=device)[:, None]
-    if bool((repetition != 1.0).any()):
-        seen = (counts > 0) | (_counts([r.prompt_ids for r in selected], vocab, device) > 0)
-        scaled = torch.where(sub > 0, sub / repetition, sub * repetition)
-        sub = torch.where(seen, scaled, sub)
-    biases = [(row, token, bias) for row, r in enumerate(selected) for token, bias in r.logit_bias if token < vocab]
+    out_keys = [i * vocab + t for i, tokens in zip(index, history, strict=True) for t in tokens if t < vocab]
+    prompt_keys = [
+        i * vocab + t
+        for i in index
+        if rows[i].repetition_penalty != 1.0
+        for t in rows[i].prompt_ids
+        if t < vocab
+    ]
+    if out_keys or prompt_keys:
+        keys, counts = torch.tensor(out_keys, dtype=torch.long).unique(return_counts=True)
+        seen = torch.cat([keys, torch.tensor(prompt_keys, dtype=torch.long)]).unique()
+        occurrences = torch.zeros(seen.shape, dtype=torch.float32)
+        occurrences[torch.searchsorted(seen, keys)] = counts.float()
+        at_rows, at_tokens = (seen // vocab).to(device), (seen % vocab).to(device)
+        settings = [[r.repetition_penalty, r.frequency_penalty, r.presence_penalty] for r in rows]
+        table = torch.tensor(settings, device=device)[at_rows]
+        values = logits[at_rows, at_tokens]
+        values = torch.where(values > 0, values / table[:, 0], values * table[:, 0])  # vLLM's order
+        occurrences = occurrences.to(device)
+        values -= table[:, 1] * occurrences + table[:, 2] * (occurrences > 0)
+        logits[at_rows, at_tokens] = values
+    biases = [(i, token, bias) for i in index for token, bias in rows[i].logit_bias if token < vocab]
     if biases:
-        at_rows = torch.tensor([b[0] for b in biases], device=device)
-        at_tokens = torch.tensor([b[1] for b in biases], device=device)
-        sub.index_put_((at_rows, at_tokens), torch.tensor([b[2] for b in biases], device=device), accumulate=True)
-    logits.index_copy_(0, torch.tensor(index, device=device), sub)
-
-
-def _counts(tokens: list[list[int]], vocab: int, device: torch.device) -> torch.Tensor:
-    """How often each token occurs in each row's list, ``[rows, vocab]`` float."""
-    width = max((len(t) for t in tokens), default=0)
-    padded = torch.full((len(tokens), width + 1), vocab, dtype=torch.long)  # index vocab = padding
-    for i, row in enumerate(tokens):
-        if row:
-            padded[i, : len(row)] = torch.tensor(row)
-    counts = torch.zeros((len(tokens), vocab + 1), device=device)
-    counts.scatter_add_(1, padded.to(device), torch.ones(padded.shape, device=device))
-    return counts[:, :vocab]
+        bias_rows = torch.tensor([b[0] for b in biases], device=device)
+        bias_tokens = torch.tensor([b[1] for b in biases], device=device)
+        bias_values = torch.tensor([b[2] for b in biases], device=device, dtype=logits.dtype)
+        logits.index_put_((bias_rows, bias_tokens), bias_values, accumulate=True)
 
 
 def _ban(logits: torch.Tensor, banned: dict[int, tuple[int, ...]]) -> None:

@@ -44,7 +44,9 @@ def grammar_text(spec: StructuredOutput) -> str:
         try:
             return str(matcher.grammar_from_json_schema(spec.spec, defaults=JSON_OPTIONS))
         except ValueError as exc:
-            raise BadRequestError(f"the JSON schema is not valid JSON: {exc}", param="response_format") from exc
+            raise BadRequestError(
+                f"the JSON schema is not valid JSON: {exc}", param="response_format"
+            ) from exc
     if spec.kind == "regex":
         return str(matcher.grammar_from_regex(spec.spec))
     if spec.kind == "choice":
@@ -87,7 +89,9 @@ class Grammars:
         llg = _llguidance()
         matcher = llg.LLMatcher(self.tokenizer, grammar_text(spec), log_level=0)
         if matcher.is_error():
-            raise BadRequestError(f"the {spec.kind} does not compile: {matcher.get_error()}", param=_param(spec))
+            raise BadRequestError(
+                f"the {spec.kind} does not compile: {matcher.get_error()}", param=_param(spec)
+            )
         with self._lock:
             self._compiled[spec] = matcher
             while len(self._compiled) > CACHE_SIZE:

@@ -21,7 +21,11 @@ _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 @functools.cache
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's printable stand-in character -> the byte it spells."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars = list(printable)
     extra = 0
     for byte in range(256):
@@ -75,6 +79,10 @@ class Vocabulary:
         except UnicodeDecodeError:
             return "bytes:" + "".join(f"\\x{b:02x}" for b in raw)
 
-    def logprob(self, token_id: int, logprob: float | None, top: list[TokenLogprob] | None = None) -> TokenLogprob:
+    def logprob(
+        self, token_id: int, logprob: float | None, top: list[TokenLogprob] | None = None
+    ) -> TokenLogprob:
         """A :class:`TokenLogprob` for ``token_id``."""
-        return TokenLogprob(token_id, self.text(token_id), list(self.token_bytes(token_id)), logprob, top or [])
+        return TokenLogprob(
+            token_id, self.text(token_id), list(self.token_bytes(token_id)), logprob, top or []
+        )

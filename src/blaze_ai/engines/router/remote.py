@@ -17,6 +17,8 @@ import httpx
 
 from blaze_ai.engines.requests import (
     Completion,
+    DetokenizeRequest,
+    DetokenizeResult,
     EmbeddingRequest,
     EmbeddingResult,
     FinishReason,
@@ -24,8 +26,6 @@ from blaze_ai.engines.requests import (
     GenerationResult,
     ImageRequest,
     ImageResult,
-    DetokenizeRequest,
-    DetokenizeResult,
     StreamDelta,
     StructuredOutput,
     TokenizeRequest,
@@ -184,7 +184,10 @@ def parse_logprobs(data: Any, request: GenerationRequest) -> list[TokenLogprob] 
     return [
         TokenLogprob(-1, str(token), list(str(token).encode()), logprob, _alternatives(top))
         for token, logprob, top in zip(
-            tokens, data.get("token_logprobs") or [], data.get("top_logprobs") or [None] * len(tokens), strict=False
+            tokens,
+            data.get("token_logprobs") or [],
+            data.get("top_logprobs") or [None] * len(tokens),
+            strict=False,
         )
     ]
 
@@ -205,7 +208,9 @@ def _chat_token(data: dict[str, Any]) -> TokenLogprob:
     top = [_chat_token({**t, "top_logprobs": []}) for t in data.get("top_logprobs") or []]
     raw = data.get("bytes")
     token = str(data.get("token", ""))
-    return TokenLogprob(-1, token, list(raw) if raw is not None else list(token.encode()), data.get("logprob"), top)
+    return TokenLogprob(
+        -1, token, list(raw) if raw is not None else list(token.encode()), data.get("logprob"), top
+    )
 
 
 def _alternatives(top: Any) -> list[TokenLogprob]:
@@ -370,7 +375,9 @@ async def _sse_deltas(
             if not text and reason is None and not logprobs:
                 continue  # the role-only first chunk of a chat stream
             counts[index] = counts.get(index, 0) + (len(logprobs) if logprobs else 1 if text else 0)
-            item = StreamDelta(index, text, [], _finish(reason) if reason else None, 0, counts[index], logprobs)
+            item = StreamDelta(
+                index, text, [], _finish(reason) if reason else None, 0, counts[index], logprobs
+            )
             if reason is None:
                 yield item
             else:

@@ -82,7 +82,11 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         return sse_response(_chunks(request, body, plan, pump, first), request.state.request_id)
     (result,) = await gen.execute_all(request, body.model, [generation], ctx, deadline)
     gen.charge(request, result.prompt_tokens + result.completion_tokens)
-    return JSONResponse(_completion(result, body, plan, request.state.request_id).model_dump())
+    data = _completion(result, body, plan, request.state.request_id).model_dump()
+    for choice in data["choices"]:  # like OpenAI, a message without calls has no tool_calls key
+        if choice["message"]["tool_calls"] is None:
+            del choice["message"]["tool_calls"]
+    return JSONResponse(data)
 
 
 def engine_message(message: ChatMessage) -> dict[str, Any]:
@@ -177,7 +181,9 @@ class _Events:
             deltas += parser.close()
         events = [event(self.chunk([ChunkChoice(index=piece.index, delta=d)])) for d in _chunk_deltas(deltas)]
         if logprobs:
-            events.append(event(self.chunk([ChunkChoice(index=piece.index, delta=ChunkDelta(), logprobs=logprobs)])))
+            events.append(
+                event(self.chunk([ChunkChoice(index=piece.index, delta=ChunkDelta(), logprobs=logprobs)]))
+            )
         if piece.finish_reason is not None:
             reason = "tool_calls" if parser.called else gen.finish_reason(piece.finish_reason)
             events.append(self.finish.render(piece.index, reason))
@@ -198,12 +204,18 @@ def _chunk_deltas(events: list[tools.StreamEvent]) -> list[ChunkDelta]:
     """OpenAI chunk deltas for a tool-call parser's events."""
     deltas = []
     for item in events:
-        if isinstance(item, tools.ContentEvent):
+        if isinstance(item, tools.ContentDelta):
             if item.text:
                 deltas.append(ChunkDelta(content=item.text))
-        elif isinstance(item, tools.CallStartEvent):
+        elif isinstance(item, tools.CallStart):
             function = ToolCallDeltaFunction(name=item.name, arguments="")
-            deltas.append(ChunkDelta(tool_calls=[ToolCallDelta(index=item.index, id=item.id, type="function", function=function)]))
+            deltas.append(
+                ChunkDelta(
+                    tool_calls=[
+                        ToolCallDelta(index=item.index, id=item.id, type="function", function=function)
+                    ]
+                )
+            )
         elif item.text:
             function = ToolCallDeltaFunction(arguments=item.text)
             deltas.append(ChunkDelta(tool_calls=[ToolCallDelta(index=item.index, function=function)]))

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from blaze_ai.engines.requests import Completion, GenerationRequest, GenerationResult, StreamDelta
 from blaze_ai.errors import BadRequestError
 from blaze_ai.server import generation as gen
-from blaze_ai.server.dispatch import context_for
 from blaze_ai.server import structured
+from blaze_ai.server.dispatch import context_for
 from blaze_ai.server.lifecycle import Pump, deadline_in
 from blaze_ai.server.logprobs import OffsetCounter, completion_logprobs, merge
 from blaze_ai.server.schemas import ERROR_RESPONSES, CompletionRequest, TextCompletion

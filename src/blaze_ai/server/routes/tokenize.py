@@ -52,11 +52,16 @@ async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
     result: TokenizeResult = await request.app.state.dispatch.execute(model, work, context_for(request))
     strs = result.tokens if body.return_token_strs else None
     return TokenizeResponse(
-        count=len(result.token_ids), max_model_len=result.max_context, tokens=result.token_ids, token_strs=strs
+        count=len(result.token_ids),
+        max_model_len=result.max_context,
+        tokens=result.token_ids,
+        token_strs=strs,
     )
 
 
-@router.post("/detokenize", response_model=DetokenizeResponse, responses=ERROR_RESPONSES, summary="Detokenize")
+@router.post(
+    "/detokenize", response_model=DetokenizeResponse, responses=ERROR_RESPONSES, summary="Detokenize"
+)
 async def detokenize(body: DetokenizeRequest, request: Request) -> DetokenizeResponse:
     model = _model(request, body.model)
     work = EngineDetokenize(body.tokens, request_id=request.state.request_id)

@@ -82,8 +82,12 @@ class ChatMessage(Strict):
 class FunctionDefinition(Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
     description: str | None = None
-    parameters: dict[str, Any] | None = Field(None, description="A JSON Schema object (default: no arguments).")
-    strict: bool | None = Field(None, description="Arguments always follow the schema in Blaze, strict or not.")
+    parameters: dict[str, Any] | None = Field(
+        None, description="A JSON Schema object (default: no arguments)."
+    )
+    strict: bool | None = Field(
+        None, description="Arguments always follow the schema in Blaze, strict or not."
+    )
 
 
 class ToolDefinition(Strict):
@@ -146,7 +150,9 @@ class SamplingFields(Strict):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=-1, le=MAX_INT, description="Blaze extra: 0 or -1 turns top-k off.")
-    min_p: float | None = Field(None, ge=0.0, le=1.0, description="Blaze extra: drop tokens below min_p x best.")
+    min_p: float | None = Field(
+        None, ge=0.0, le=1.0, description="Blaze extra: drop tokens below min_p x best."
+    )
     max_tokens: int | None = Field(None, ge=0, le=MAX_INT)
     n: int | None = Field(None, ge=1, le=MAX_INT)
     stop: Stop | None = None
@@ -156,9 +162,13 @@ class SamplingFields(Strict):
     presence_penalty: Penalty | None = None
     logit_bias: LogitBias | None = Field(None, description="Token id (as a string) -> bias from -100 to 100.")
     repetition_penalty: float | None = Field(None, gt=0.0, le=2.0, description="Blaze extra: 1 is off.")
-    min_tokens: int | None = Field(None, ge=0, le=MAX_INT, description="Blaze extra: no EOS before this many.")
+    min_tokens: int | None = Field(
+        None, ge=0, le=MAX_INT, description="Blaze extra: no EOS before this many."
+    )
     ignore_eos: bool | None = Field(None, description="Blaze extra: generate past EOS.")
-    stop_token_ids: Annotated[list[Annotated[int, Field(ge=0, le=MAX_INT)]], Field(max_length=64)] | None = None
+    stop_token_ids: Annotated[list[Annotated[int, Field(ge=0, le=MAX_INT)]], Field(max_length=64)] | None = (
+        None
+    )
     structured_outputs: StructuredOutputs | None = None
     guided_json: dict[str, Any] | str | None = Field(None, description="Blaze extra (vLLM's older name).")
     guided_regex: str | None = None
@@ -175,7 +185,9 @@ class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_INT)
     logprobs: bool | None = Field(None, description="Log probability of each sampled token.")
-    top_logprobs: int | None = Field(None, ge=0, le=20, description="Alternatives per token (needs logprobs).")
+    top_logprobs: int | None = Field(
+        None, ge=0, le=20, description="Alternatives per token (needs logprobs)."
+    )
     tools: Annotated[list[ToolDefinition], Field(max_length=128)] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None

@@ -43,5 +43,3 @@ class DetokenizeRequest(Strict):
 
 class DetokenizeResponse(BaseModel):
     prompt: str
-
-
