@@ -16,6 +16,7 @@ from tokenizers import AddedToken
 from transformers import AutoTokenizer
 
 from blaze_ai.engines.llm import builtins
+from blaze_ai.engines.requests import StructuredOutput
 from blaze_ai.errors import BadRequestError
 from blaze_ai.server import tools
 from blaze_ai.server.schemas.chat import NamedToolChoice, ToolDefinition
@@ -525,3 +526,37 @@ def test_stream_equals_parse_whatever_the_chunking(text: str, data: st.DataObjec
 def test_stream_equals_parse_on_noise(text: str, data: st.DataObject) -> None:
     cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=8))
     assert same(collect(stream(text, cuts)), parse_tool_calls(text, NAMES))
+
+
+ANSWER = StructuredOutput(
+    "json", '{"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}'
+)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ('{"x": 5}', True),
+        (PARIS, True),
+        ("plain text", False),
+        ('{"x": "five"}', False),
+        (f"Sure. {PARIS}", False),
+    ],
+)
+def test_auto_with_a_json_format_is_an_answer_in_that_format_or_calls(
+    tokenizer: Any, parallel: bool, text: str, ok: bool
+) -> None:
+    plan = tools.plan([WEATHER, TIME], "auto", parallel, answer=ANSWER)
+    assert plan.grammar is not None and plan.parses
+    assert accepts(tokenizer, plan.grammar.spec, text) is ok
+
+
+def test_a_format_is_the_whole_grammar_without_calls_and_moot_when_calls_are_forced(tokenizer: Any) -> None:
+    assert tools.plan(None, None, None, answer=ANSWER).grammar == ANSWER
+    assert tools.plan([WEATHER], "none", None, answer=ANSWER).grammar == ANSWER
+    required = tools.plan([WEATHER], "required", False, answer=ANSWER).grammar
+    assert required is not None and accepts(tokenizer, required.spec, PARIS)
+    assert not accepts(tokenizer, required.spec, '{"x": 5}')
+    with pytest.raises(BadRequestError):
+        tools.plan([WEATHER], "auto", None, answer=StructuredOutput("regex", "[a-z]+"))

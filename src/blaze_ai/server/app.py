@@ -33,7 +33,17 @@ from blaze_ai.server.errors import install_error_handlers
 from blaze_ai.server.image_store import ImageStore
 from blaze_ai.server.limits import BodyLimitMiddleware, GateMiddleware, RateLimiter, rate_limit
 from blaze_ai.server.middleware import RequestIdMiddleware
-from blaze_ai.server.routes import admin, chat, completions, embeddings, health, images, models, tokenize
+from blaze_ai.server.routes import (
+    admin,
+    chat,
+    completions,
+    embeddings,
+    health,
+    images,
+    models,
+    responses,
+    tokenize,
+)
 
 EXPOSED_HEADERS = [
     "x-request-id",
@@ -97,7 +107,7 @@ def create_app(config: Any = None, manager: EngineManager | None = None) -> Fast
 
     install_error_handlers(app)
     v1 = [Depends(rate_limit)]
-    for module in (models, chat, completions, images, embeddings, tokenize):
+    for module in (models, chat, completions, responses, images, embeddings, tokenize):
         app.include_router(module.router, dependencies=v1)
     app.include_router(admin.router, dependencies=[Depends(require_admin_key)])
     app.include_router(health.router)

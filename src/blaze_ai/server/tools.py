@@ -141,17 +141,22 @@ def plan(
     tool_choice: Any,
     parallel_tool_calls: bool | None,
     *,
+    answer: StructuredOutput | None = None,
     tags_are_tokens: bool = False,
 ) -> ToolPlan:
     """The plan of a request's ``tools``, ``tool_choice`` and ``parallel_tool_calls``.
 
     Tools and the choice may be dicts or Pydantic models of OpenAI's shapes; ``tool_choice``
-    defaults to "auto" and ``parallel_tool_calls`` to true, as in OpenAI.
+    defaults to "auto" and ``parallel_tool_calls`` to true, as in OpenAI. ``answer`` is the
+    request's own output constraint (``response_format``): the plan's grammar is then that
+    constraint without tools or with ``"none"``, calls only with ``"required"`` or a named function
+    (the format does not apply to calls), and with ``"auto"`` either an answer in that JSON format
+    or calls.
     """
     functions = functions_from([_plain(tool) for tool in tools or []])
     choice = _plain(tool_choice)
     grammar = tool_grammar(
-        functions, choice, parallel_tool_calls is not False, tags_are_tokens=tags_are_tokens
+        functions, choice, parallel_tool_calls is not False, tags_are_tokens=tags_are_tokens, answer=answer
     )
     calls = bool(functions) and choice != "none"
     definitions = [_definition(f) for f in functions] or None
@@ -181,8 +186,11 @@ def tool_grammar(
     parallel: bool,
     *,
     tags_are_tokens: bool = False,
+    answer: StructuredOutput | None = None,
 ) -> StructuredOutput | None:
     """The grammar that enforces ``tool_choice`` over ``functions`` (None: no constraint).
+
+    ``answer`` constrains a text answer (see :func:`plan`); with ``"auto"`` it must be JSON.
 
     ``tags_are_tokens`` says that ``<tool_call>`` and ``</tool_call>`` are single added tokens of
     the model (as in Qwen): llguidance never lets an added token stand for literal text, so the
@@ -192,10 +200,14 @@ def tool_grammar(
     """
     choice = _resolve_choice(functions, tool_choice)
     if choice == "none" or (choice == "auto" and not functions):
-        return None
+        return answer
     called = [choice] if isinstance(choice, Function) else functions
-    lines = ["%llguidance {}", _start(choice, parallel, tags_are_tokens)]
-    lines += _call_rules(choice == "auto", tags_are_tokens, len(called))
+    if choice == "auto" and answer is not None:
+        lines = ["%llguidance {}", *_answer_or_calls(answer, parallel)]
+        lines += _call_rules(False, tags_are_tokens, len(called))
+    else:
+        lines = ["%llguidance {}", _start(choice, parallel, tags_are_tokens)]
+        lines += _call_rules(choice == "auto", tags_are_tokens, len(called))
     lines += [
         f"fn_{i}: %json {json.dumps(_call_schema(f), ensure_ascii=False)}" for i, f in enumerate(called)
     ]
@@ -234,6 +246,18 @@ def _resolve_choice(functions: list[Function], tool_choice: str | dict[str, Any]
         if candidate.name == name:
             return candidate
     raise BadRequestError(f"tool_choice names {name!r}, which is not one of the tools", param="tool_choice")
+
+
+def _answer_or_calls(answer: StructuredOutput, parallel: bool) -> list[str]:
+    """``auto`` with a JSON response format: the answer in that format, or calls (no free text)."""
+    if answer.kind != "json":
+        raise BadRequestError(
+            f"tool_choice auto can be combined with a JSON response format, not a {answer.kind}",
+            param="tool_choice",
+        )
+    schema = {**json.loads(answer.spec), "x-guidance": JSON_OPTIONS}
+    calls = 'call ("\\n" call)*' if parallel else "call"
+    return [f"start: answer | {calls}", f"answer: %json {json.dumps(schema, ensure_ascii=False)}"]
 
 
 def _start(choice: str | Function, parallel: bool, tags_are_tokens: bool) -> str:

@@ -269,8 +269,8 @@ class EngineCore:
             if banned:
                 ctx.banned[i] = banned
         ctx.masked_rows = [i for i, s in enumerate(rows) if s.matcher is not None]
-        if ctx.masked_rows:
-            ctx.bitmask = self.grammars.fill([rows[i].matcher for i in ctx.masked_rows])
+        ctx.matchers = [rows[i].matcher for i in ctx.masked_rows]
+        ctx.grammars = self.grammars
         return ctx
 
     def _advance(self, rows: list[Sequence], logits: torch.Tensor, outputs: list[StepOutput]) -> None:

@@ -7,7 +7,8 @@ One step's logits ``[rows, vocab]`` go through, in order:
 2) penalties and biases of the rows that have any: repetition (prompt and output tokens),
    frequency and presence (output tokens), ``logit_bias``;
 3) bans: EOS and stop tokens of rows short of ``min_tokens``;
-4) grammar masks of constrained rows (a bitmask per row, see :mod:`.structured`);
+4) grammar masks of constrained rows (a bitmask per row, skipped for a greedy row whose best
+   token its grammar allows; see :mod:`.structured`);
 5) the pick: greedy rows take the argmax; the others are sampled with their temperature,
    top-k, top-p and min-p by inverse transform, one uniform number per row (from the row's own
    generator when seeded, so a seeded row gets the same tokens whatever its batch mates are).
@@ -18,10 +19,11 @@ Every operation is per row, so a row's tokens never depend on the rows beside it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from blaze_ai.engines.llm.structured import apply_bitmask
+from blaze_ai.engines.llm.structured import Grammars, constrain
 
 
 @dataclass(slots=True)
@@ -62,7 +64,8 @@ class StepContext:
     outputs: list[list[int]] | None = None  # tokens generated so far per row (for penalties)
     banned: dict[int, tuple[int, ...]] = field(default_factory=dict)  # row -> token ids to forbid
     masked_rows: list[int] = field(default_factory=list)  # rows constrained by a grammar
-    bitmask: torch.Tensor | None = None  # [len(masked_rows), words] int32
+    matchers: list[Any] = field(default_factory=list)  # their grammar matchers, in the same order
+    grammars: Grammars | None = None  # computes the matchers' masks
     fallback_token: int = 0  # taken by a row whose bans and mask leave nothing (EOS ends it)
 
 
@@ -98,11 +101,11 @@ def sample(logits: torch.Tensor, rows: list[RowSampling], ctx: StepContext | Non
         _penalise(logits, rows, penalised, ctx.outputs)
     if ctx.banned:
         _ban(logits, ctx.banned)
-    if ctx.bitmask is not None and ctx.masked_rows:
-        index = torch.tensor(ctx.masked_rows, device=logits.device)
-        apply_bitmask(logits, index, ctx.bitmask)
-    if ctx.banned or ctx.masked_rows:
-        _revive(logits, ctx.fallback_token)
+    masked: list[int] = []
+    if ctx.masked_rows and ctx.grammars is not None:
+        greedy = [rows[i].greedy for i in ctx.masked_rows]
+        masked = constrain(logits, ctx.masked_rows, ctx.matchers, greedy, ctx.grammars)
+    _revive(logits, sorted({*ctx.banned, *masked}), ctx.fallback_token)
     # 5) pick
     chosen = logits.argmax(dim=-1)
     random_rows = [i for i, row in enumerate(rows) if not row.greedy]
@@ -169,11 +172,11 @@ def _ban(logits: torch.Tensor, banned: dict[int, tuple[int, ...]]) -> None:
         logits.index_put_((rows, tokens), torch.tensor(float("-inf"), device=logits.device))
 
 
-def _revive(logits: torch.Tensor, fallback: int) -> None:
+def _revive(logits: torch.Tensor, rows: list[int], fallback: int) -> None:
     """Rows whose every token was masked out (a ban against a grammar's only way out) take ``fallback``."""
-    dead = torch.isneginf(logits).all(dim=-1)
-    if bool(dead.any()):
-        logits[dead, fallback] = 0.0
+    for row in rows:
+        if bool(torch.isneginf(logits[row]).all()):
+            logits[row, fallback] = 0.0
 
 
 def _sample_rows(logits: torch.Tensor, rows: list[RowSampling]) -> torch.Tensor:

@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
 import torch
 
 from blaze_ai.engines.requests import StructuredOutput
@@ -118,18 +119,39 @@ def _param(spec: StructuredOutput) -> str:
     return "response_format" if spec.kind == "json" else "structured_outputs"
 
 
-@functools.cache
-def _bit_positions(device: torch.device) -> torch.Tensor:
-    return torch.arange(32, dtype=torch.int32, device=device)
+def constrain(
+    logits: torch.Tensor, rows: list[int], matchers: list[Any], greedy: list[bool], grammars: Grammars
+) -> list[int]:
+    """Set the logits of ``rows`` to -inf wherever their matchers forbid the token (in place).
+
+    A greedy row whose most likely token its grammar allows needs no mask at all (the argmax of the
+    masked row is that same token), so only the other rows' masks are computed and applied:
+    inside a JSON string or a number, most greedy steps cost one ``validate_tokens`` call.
+    Returns the rows that were masked.
+    """
+    need = [i for i, is_greedy in enumerate(greedy) if not is_greedy]
+    quick = [i for i, is_greedy in enumerate(greedy) if is_greedy]
+    if quick:
+        best = logits.argmax(dim=-1).tolist()
+        need += [i for i in quick if matchers[i].validate_tokens([best[rows[i]]]) != 1]
+    if not need:
+        return []
+    need.sort()
+    masked = [rows[i] for i in need]
+    apply_bitmask(logits, masked, grammars.fill([matchers[i] for i in need]))
+    return masked
 
 
-def apply_bitmask(logits: torch.Tensor, rows: torch.Tensor, bitmask: torch.Tensor) -> None:
+def apply_bitmask(logits: torch.Tensor, rows: list[int], bitmask: torch.Tensor) -> None:
     """Set the logits of ``rows`` to -inf wherever their bitmask row has a 0 bit (in place)."""
     vocab = logits.shape[-1]
-    bits = bitmask.to(logits.device)[:, :, None] >> _bit_positions(logits.device)
-    allowed = (bits & 1).bool().reshape(bitmask.shape[0], -1)[:, :vocab]
-    selected = logits.index_select(0, rows).masked_fill_(~allowed, float("-inf"))
-    logits.index_copy_(0, rows, selected)
+    bits = np.unpackbits(bitmask.numpy().view(np.uint8), axis=1, bitorder="little")[:, :vocab]
+    forbidden = torch.from_numpy(bits == 0).to(logits.device)
+    if rows == list(range(logits.shape[0])):
+        logits.masked_fill_(forbidden, float("-inf"))
+        return
+    for j, row in enumerate(rows):  # row views: no copy of the other rows
+        logits[row].masked_fill_(forbidden[j], float("-inf"))
 
 
 def accept(matcher: Any, token: int) -> bool:

@@ -53,20 +53,15 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         raise BadRequestError("give max_tokens or max_completion_tokens, not both", param="max_tokens")
     if body.top_logprobs is not None and not body.logprobs:
         raise BadRequestError("top_logprobs needs logprobs: true", param="top_logprobs")
-    plan = tools.plan(body.tools, body.tool_choice, body.parallel_tool_calls)
-    constraint = structured.requested(body, body.response_format)
-    if plan.grammar is not None and constraint is not None:
-        raise BadRequestError(
-            "tool_choice required or a named function cannot be combined with an output format",
-            param="tool_choice",
-        )
+    answer = structured.requested(body, body.response_format)
+    plan = tools.plan(body.tools, body.tool_choice, body.parallel_tool_calls, answer=answer)
     params = gen.sampling_params(
         request,
         body,
         max_tokens=body.max_completion_tokens or body.max_tokens,
         default=gen.DEFAULT_CHAT_MAX_TOKENS,
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,
-        structured=plan.grammar or constraint,
+        structured=plan.grammar,
     )
     deadline = deadline_in(server.request_timeout_s)
     generation = GenerationRequest(
