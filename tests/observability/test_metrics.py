@@ -189,3 +189,20 @@ async def test_router_replicas_show_health_breaker_and_share(make_app: MakeApp) 
     assert value(families, "blaze_router_requests_total", model="fake") == 4
     replicas = (await client.get("/dashboard/data")).json()["routers"]["fake"]["replicas"]
     assert {r["name"] for r in replicas} == {"r0", "r1"}
+
+
+async def test_responses_api_usage_and_first_token_are_counted(make_app: MakeApp) -> None:
+    _, client = await make_app()
+    whole = await client.post("/v1/responses", json={"model": "fake", "input": "one two three"})
+    assert whole.status_code == 200
+    usage = whole.json()["usage"]
+    families = await scrape(client)
+    assert value(families, "blaze_prompt_tokens_total", model="fake") == usage["input_tokens"] > 0
+    assert value(families, "blaze_generation_tokens_total", model="fake") == usage["output_tokens"] == 3
+    body = {"model": "fake", "input": "alpha beta gamma", "stream": True}
+    async with client.stream("POST", "/v1/responses", json=body) as response:
+        assert response.status_code == 200
+        _ = [chunk async for chunk in response.aiter_text()]
+    families = await scrape(client)
+    assert value(families, "blaze_time_to_first_token_seconds_count", model="fake") == 1
+    assert value(families, "blaze_generation_tokens_total", model="fake") == 6

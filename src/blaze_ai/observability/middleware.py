@@ -4,9 +4,11 @@ Per request it sets the logging request id, times the exchange, reads the
 ``model`` from the JSON body as it goes by (no extra ``receive()``), and reads
 the response as it leaves:
 
-- JSON bodies of ``/v1`` routes: ``usage.prompt_tokens`` and ``completion_tokens``;
+- JSON bodies of ``/v1`` routes: ``usage.prompt_tokens`` and ``completion_tokens`` (the
+  Responses API's ``input_tokens`` and ``output_tokens``);
 - SSE streams: the first event carrying a token (a non-empty ``delta.content``
-  or ``text``) gives the time to first token, measured from the request's
+  or ``text``, or a Responses ``output_text`` / ``function_call_arguments`` delta) gives the
+  time to first token, measured from the request's
   start as the client sees it; each later token event gives a time per output
   token (the gap since the previous one, split over the tokens it carries);
   the tokens are the final ``usage`` chunk when the client asked for it,
@@ -155,7 +157,11 @@ class ObservabilityMiddleware:
         if not isinstance(chunk, dict):
             return 0
         _read_usage(x, chunk.get("usage"))
-        count = 0
+        response = chunk.get("response")  # Responses API: the final event carries the whole response
+        if chunk.get("type") in ("response.completed", "response.incomplete") and isinstance(response, dict):
+            _read_usage(x, response.get("usage"))
+        count = int(chunk.get("type") == "response.output_text.delta" and bool(chunk.get("delta")))
+        count += chunk.get("type") == "response.function_call_arguments.delta" and bool(chunk.get("delta"))
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") if isinstance(choice, dict) else None
             text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
@@ -234,10 +240,12 @@ def _route(scope: Scope) -> str:
 
 
 def _read_usage(x: _Exchange, usage: Any) -> None:
+    """Chat and completions name them prompt/completion tokens; the Responses API input/output."""
     if isinstance(usage, dict):
-        x.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        if "completion_tokens" in usage:
-            x.completion_tokens = int(usage.get("completion_tokens") or 0)
+        x.prompt_tokens = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+        for key in ("completion_tokens", "output_tokens"):
+            if key in usage:
+                x.completion_tokens = int(usage.get(key) or 0)
 
 
 def _body_field(body: bytearray, name: str) -> str | None:
