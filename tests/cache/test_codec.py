@@ -21,7 +21,9 @@ HELLO = TokenLogprob(1, "hé", list("hé".encode()), -0.5, [TokenLogprob(2, "he"
 
 
 def test_results_round_trip() -> None:
-    echoed = Completion(0, "llo", [1, 2], "length", [HELLO, PARTIAL], "hé", [TokenLogprob(5, "x", [120], None)])
+    echoed = Completion(
+        0, "llo", [1, 2], "length", [HELLO, PARTIAL], "hé", [TokenLogprob(5, "x", [120], None)]
+    )
     results = [
         GenerationResult("r", [Completion(0, "héllo", [1, 2], "stop", [HELLO, PARTIAL])], 3, 2),
         GenerationResult("r", [echoed], 1, 2),

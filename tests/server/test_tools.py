@@ -560,3 +560,18 @@ def test_a_format_is_the_whole_grammar_without_calls_and_moot_when_calls_are_for
     assert not accepts(tokenizer, required.spec, '{"x": 5}')
     with pytest.raises(BadRequestError):
         tools.plan([WEATHER], "auto", None, answer=StructuredOutput("regex", "[a-z]+"))
+
+
+def test_tool_arguments_are_closed_to_their_declared_properties(tokenizer: Any) -> None:
+    city = {
+        "type": "function",
+        "function": {
+            "name": "city",
+            "parameters": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 8}}},
+        },
+    }
+    grammar = tools.plan([city], "required", False).grammar
+    assert grammar is not None
+    call = '<tool_call>\n{{"name": "city", "arguments": {arguments}}}\n</tool_call>'
+    assert accepts(tokenizer, grammar.spec, call.format(arguments='{"name": "Paris"}'))
+    assert not accepts(tokenizer, grammar.spec, call.format(arguments='{"name": "Paris", "title": "x"}'))

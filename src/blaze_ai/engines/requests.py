@@ -268,6 +268,25 @@ class DetokenizeResult:
 
 
 @dataclass(slots=True)
+class TokenizerInfoRequest:
+    """What a text model's tokenizer is: special tokens, chat template, context length."""
+
+    request_id: str = field(default_factory=new_request_id)
+
+
+@dataclass(slots=True)
+class TokenizerInfo:
+    """vLLM's ``/tokenizer_info`` fields that clients read (lm-evaluation-harness's remote tokenizer)."""
+
+    tokenizer_class: str
+    eos_token: str | None
+    bos_token: str | None
+    pad_token: str | None
+    chat_template: str | None
+    max_context: int
+
+
+@dataclass(slots=True)
 class ImageRequest:
     """Text-to-image: ``n`` images of ``width`` x ``height``.
 

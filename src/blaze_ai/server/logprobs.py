@@ -24,7 +24,9 @@ def chat_logprobs(tokens: list[TokenLogprob] | None) -> ChoiceLogprobs | None:
                 token=t.token,
                 logprob=t.logprob or 0.0,
                 bytes=t.bytes,
-                top_logprobs=[TopLogprob(token=a.token, logprob=a.logprob, bytes=a.bytes) for a in t.top],
+                top_logprobs=[
+                    TopLogprob(token=a.token, logprob=a.logprob or 0.0, bytes=a.bytes) for a in t.top
+                ],
             )
             for t in tokens
         ]
@@ -63,7 +65,7 @@ def completion_logprobs(
         out.text_offset.append(counter.add(token.bytes))
         if out.top_logprobs is not None:
             out.top_logprobs.append(
-                None if token.logprob is None else {a.token: a.logprob for a in token.top}
+                None if token.logprob is None else {a.token: a.logprob or 0.0 for a in token.top}
             )
     return out
 

@@ -85,6 +85,7 @@ class OutputBuilder:
         self.items: list[OutputItem] = []
         self._writer = writer
         self._parser = tools.ToolCallStream(plan.names) if plan.parses else None
+        self._calls_only = plan.calls_only  # text outside calls is a cut-off call: not a message
         self._open: OutputItem | None = None
         self._text: list[str] = []  # the open message's text
         self._calls: dict[int, OutputFunctionCall] = {}  # by the parser's call index
@@ -114,7 +115,7 @@ class OutputBuilder:
         elif item.abandoned is not None:  # a started call's block was cut off or malformed
             if self._calls.get(item.abandoned) is self._open:
                 self._finish("incomplete")
-        else:
+        elif not self._calls_only:
             self._content(item.text)
 
     def _content(self, text: str) -> None:
@@ -177,6 +178,7 @@ class OutputBuilder:
                 "response.function_call_arguments.done",
                 item_id=item.id,
                 output_index=self._index(item),
+                name=item.name,
                 arguments=item.arguments,
             )
         item.status = status

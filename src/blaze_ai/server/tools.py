@@ -134,6 +134,9 @@ class ToolPlan:
     definitions: list[dict[str, Any]] | None
     parses: bool
     names: frozenset[str]
+    #: The grammar allows calls only ("required" or a named function): text outside calls can only
+    #: be a call cut off by max_tokens, and is not returned as content.
+    calls_only: bool = False
 
 
 def plan(
@@ -160,9 +163,9 @@ def plan(
     )
     calls = bool(functions) and choice != "none"
     definitions = [_definition(f) for f in functions] or None
-    return ToolPlan(
-        grammar, definitions, calls, frozenset(f.name for f in functions) if calls else frozenset()
-    )
+    names = frozenset(f.name for f in functions) if calls else frozenset()
+    calls_only = calls and (choice == "required" or isinstance(choice, dict))
+    return ToolPlan(grammar, definitions, calls, names, calls_only)
 
 
 def _plain(value: Any) -> Any:
@@ -293,11 +296,25 @@ def _call_schema(function: Function) -> dict[str, Any]:
     """The JSON Schema of one call: the function's name as a constant, then its arguments."""
     return {
         "type": "object",
-        "properties": {"name": {"const": function.name}, "arguments": _rebased(function.parameters)},
+        "properties": {"name": {"const": function.name}, "arguments": _closed(_rebased(function.parameters))},
         "required": ["name", "arguments"],
         "additionalProperties": False,
         "x-guidance": JSON_OPTIONS,
     }
+
+
+def _closed(schema: Any) -> Any:
+    """``schema`` with every object that declares ``properties`` and says nothing of
+    ``additionalProperties`` closed to them: a small model otherwise invents keys (it was seen
+    filling them with the schema's own keywords), and callers never expect undeclared arguments."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _closed(value) for key, value in schema.items()}
+    if isinstance(schema.get("properties"), dict) and "additionalProperties" not in schema:
+        out["additionalProperties"] = False
+    return out
 
 
 def _rebased(schema: Any) -> Any:

@@ -307,8 +307,11 @@ class EngineCore:
             seq.output_ids.append(token)
         complete = seq.matcher is not None and accept(seq.matcher, token)
         logprobs = None if logprob is None else [logprob]
-        if seq.ends_on(token, self._eos):  # EOS and stop tokens end the text and are not part of it
-            self._emit(seq, _flush(seq), [], None, "stop", outputs)
+        if seq.ends_on(token, self._eos):
+            # EOS and stop tokens end the text and are not part of it, but they are generated tokens:
+            # their ids and log probabilities are reported (lm-evaluation-harness counts on one entry
+            # per generated token).
+            self._emit(seq, _flush(seq), [token], logprobs, "stop", outputs)
             return
         text, stopped = seq.stops.feed(seq.detok.push(token))
         finish: FinishReason | None = "stop" if stopped or complete else None

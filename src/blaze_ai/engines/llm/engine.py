@@ -42,6 +42,8 @@ from blaze_ai.engines.requests import (
     StreamDelta,
     TokenizeRequest,
     TokenizeResult,
+    TokenizerInfo,
+    TokenizerInfoRequest,
 )
 from blaze_ai.errors import BadRequestError, EngineFailureError, UnavailableError
 from blaze_ai.model_cache import ModelCache
@@ -255,13 +257,29 @@ class LLMEngine:
     async def execute(self, request: Any) -> Any:
         """Run a request to completion; cancelling the awaiting task aborts it.
 
-        Also answers :class:`TokenizeRequest` and :class:`DetokenizeRequest` with this model's tokenizer.
+        Also answers :class:`TokenizeRequest`, :class:`DetokenizeRequest` and
+        :class:`TokenizerInfoRequest` with this model's tokenizer.
         """
         if isinstance(request, TokenizeRequest):
             return self._tokenize(request)
         if isinstance(request, DetokenizeRequest):
             return DetokenizeResult(self._ready_core().decode(request.token_ids))
+        if isinstance(request, TokenizerInfoRequest):
+            return self._tokenizer_info()
         return _assemble(request, await self._collect(request))
+
+    def _tokenizer_info(self) -> TokenizerInfo:
+        core = self._ready_core()
+        tokenizer = core.loaded.tokenizer
+        template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
+        return TokenizerInfo(
+            type(tokenizer).__name__,
+            tokenizer.eos_token,
+            tokenizer.bos_token,
+            tokenizer.pad_token,
+            template,
+            core.max_context,
+        )
 
     def _tokenize(self, request: TokenizeRequest) -> TokenizeResult:
         core = self._ready_core()

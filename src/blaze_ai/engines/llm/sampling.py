@@ -143,8 +143,8 @@ def _penalise(
         if t < vocab
     ]
     if out_keys or prompt_keys:
-        keys, counts = torch.tensor(out_keys, dtype=torch.long).unique(return_counts=True)
-        seen = torch.cat([keys, torch.tensor(prompt_keys, dtype=torch.long)]).unique()
+        keys, counts = torch.unique(torch.tensor(out_keys, dtype=torch.long), return_counts=True)
+        seen = torch.unique(torch.cat([keys, torch.tensor(prompt_keys, dtype=torch.long)]))
         occurrences = torch.zeros(seen.shape, dtype=torch.float32)
         occurrences[torch.searchsorted(seen, keys)] = counts.float()
         at_rows, at_tokens = (seen // vocab).to(device), (seen % vocab).to(device)

@@ -103,14 +103,14 @@ class Grammars:
         """A fresh matcher for one row."""
         return self.compile(spec).deep_copy()
 
-    def fill(self, matchers: list[Any]) -> torch.Tensor:
+    def fill(self, matchers: list[Any]) -> Bitmask:
         """The next-token bitmask ``[len(matchers), ceil(vocab / 32)]`` (int32), filled in parallel."""
-        llg = _llguidance()
-        from llguidance.torch import fill_next_token_bitmask_par
+        # llguidance.numpy, not llguidance.torch: the latter compiles a kernel with torch.compile on import.
+        from llguidance.numpy import fill_next_token_bitmask_par
 
         if self._executor is None:
-            self._executor = llg.LLExecutor()
-        bitmask = torch.full((len(matchers), (self.vocab_size + 31) // 32), -1, dtype=torch.int32)
+            self._executor = _llguidance().LLExecutor()
+        bitmask = np.full((len(matchers), (self.vocab_size + 31) // 32), -1, dtype=np.int32)
         fill_next_token_bitmask_par(self._executor, [(m, i) for i, m in enumerate(matchers)], bitmask)
         return bitmask
 
@@ -142,10 +142,13 @@ def constrain(
     return masked
 
 
-def apply_bitmask(logits: torch.Tensor, rows: list[int], bitmask: torch.Tensor) -> None:
+Bitmask = np.ndarray[Any, np.dtype[np.int32]]
+
+
+def apply_bitmask(logits: torch.Tensor, rows: list[int], bitmask: Bitmask) -> None:
     """Set the logits of ``rows`` to -inf wherever their bitmask row has a 0 bit (in place)."""
     vocab = logits.shape[-1]
-    bits = np.unpackbits(bitmask.numpy().view(np.uint8), axis=1, bitorder="little")[:, :vocab]
+    bits = np.unpackbits(bitmask.view(np.uint8), axis=1, bitorder="little")[:, :vocab]
     forbidden = torch.from_numpy(bits == 0).to(logits.device)
     if rows == list(range(logits.shape[0])):
         logits.masked_fill_(forbidden, float("-inf"))

@@ -30,6 +30,8 @@ from blaze_ai.engines.requests import (
     StructuredOutput,
     TokenizeRequest,
     TokenizeResult,
+    TokenizerInfo,
+    TokenizerInfoRequest,
     TokenLogprob,
 )
 from blaze_ai.errors import (
@@ -289,7 +291,27 @@ class RemoteReplica:
         if isinstance(request, DetokenizeRequest):
             data = await self._post("/detokenize", {"model": self.model, "tokens": request.token_ids})
             return DetokenizeResult(str(data.get("prompt", "")))
+        if isinstance(request, TokenizerInfoRequest):
+            return await self._tokenizer_info()
         raise BadRequestError(f"a remote replica cannot run {type(request).__name__}")
+
+    async def _tokenizer_info(self) -> TokenizerInfo:
+        """vLLM's ``GET /tokenizer_info`` (Blaze serves the same shape)."""
+        try:
+            response = await self._client.get("/tokenizer_info", params={"model": self.model})
+        except httpx.HTTPError as exc:
+            raise error_for_exception(exc, self.base_url) from exc
+        if response.status_code >= 400:
+            raise error_for_response(response)
+        data = response.json()
+        return TokenizerInfo(
+            str(data.get("tokenizer_class", "")),
+            data.get("eos_token"),
+            data.get("bos_token"),
+            data.get("pad_token"),
+            data.get("chat_template"),
+            int(data.get("model_max_length") or data.get("max_model_len") or 0),
+        )
 
     async def _tokenize(self, request: TokenizeRequest) -> TokenizeResult:
         """vLLM's ``POST /tokenize`` (Blaze serves the same shape)."""

@@ -109,7 +109,15 @@ def _message(text: str, plan: tools.ToolPlan) -> tuple[AssistantMessage, bool]:
     calls = [
         ToolCall(id=c.id, function=ToolCallFunction(name=c.name, arguments=c.arguments)) for c in parsed.calls
     ]
-    return AssistantMessage(content=parsed.content, tool_calls=calls or None), bool(calls)
+    content = None if plan.calls_only else parsed.content
+    return AssistantMessage(content=content, tool_calls=calls or None), bool(calls)
+
+
+def _reason(engine_reason: str | None, called: bool) -> str:
+    """OpenAI's finish reason: an answer cut by max_tokens is "length" even when it holds calls."""
+    if called and engine_reason != "length":
+        return "tool_calls"
+    return gen.finish_reason(engine_reason) or "stop"
 
 
 def _completion(
@@ -118,7 +126,7 @@ def _completion(
     choices = []
     for c in result.choices:
         message, called = _message(c.text, plan)
-        reason = "tool_calls" if called else gen.finish_reason(c.finish_reason) or "stop"
+        reason = _reason(c.finish_reason, called)
         logprobs = chat_logprobs(c.logprobs) if body.logprobs else None
         choices.append(ChatChoice(index=c.index, message=message, finish_reason=reason, logprobs=logprobs))
     return ChatCompletion(
@@ -174,13 +182,16 @@ class _Events:
         deltas = parser.feed(piece.text)
         if piece.finish_reason is not None:
             deltas += parser.close()
-        events = [event(self.chunk([ChunkChoice(index=piece.index, delta=d)])) for d in _chunk_deltas(deltas)]
+        events = [
+            event(self.chunk([ChunkChoice(index=piece.index, delta=d)]))
+            for d in _chunk_deltas(deltas, self.plan.calls_only)
+        ]
         if logprobs:
             events.append(
                 event(self.chunk([ChunkChoice(index=piece.index, delta=ChunkDelta(), logprobs=logprobs)]))
             )
         if piece.finish_reason is not None:
-            reason = "tool_calls" if parser.called else gen.finish_reason(piece.finish_reason)
+            reason = _reason(piece.finish_reason, parser.called)
             events.append(self.finish.render(piece.index, reason))
         return events
 
@@ -195,12 +206,12 @@ def _present(delta: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _chunk_deltas(events: list[tools.StreamEvent]) -> list[ChunkDelta]:
-    """OpenAI chunk deltas for a tool-call parser's events."""
+def _chunk_deltas(events: list[tools.StreamEvent], calls_only: bool) -> list[ChunkDelta]:
+    """OpenAI chunk deltas for a tool-call parser's events (content dropped when only calls may be)."""
     deltas = []
     for item in events:
         if isinstance(item, tools.ContentDelta):
-            if item.text:
+            if item.text and not calls_only:
                 deltas.append(ChunkDelta(content=item.text))
         elif isinstance(item, tools.CallStart):
             function = ToolCallDeltaFunction(name=item.name, arguments="")

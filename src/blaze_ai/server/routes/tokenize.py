@@ -1,4 +1,5 @@
-"""``POST /tokenize`` and ``POST /detokenize`` (vLLM's shape): a text model's tokenizer over HTTP.
+"""``POST /tokenize``, ``POST /detokenize``, ``GET /tokenizer_info`` (vLLM's shapes): a text model's
+tokenizer over HTTP.
 
 Eval tools and clients count tokens and build prompts with them. Chat messages go through the
 same template (and tool rendering) as a chat completion, so the count is what a request costs.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from blaze_ai.engines.requests import DetokenizeRequest as EngineDetokenize
-from blaze_ai.engines.requests import DetokenizeResult, TokenizeResult
+from blaze_ai.engines.requests import DetokenizeResult, TokenizeResult, TokenizerInfo, TokenizerInfoRequest
 from blaze_ai.engines.requests import TokenizeRequest as EngineTokenize
 from blaze_ai.errors import BadRequestError
 from blaze_ai.server import generation as gen
@@ -21,6 +22,7 @@ from blaze_ai.server.schemas.tokenize import (
     DetokenizeResponse,
     TokenizeRequest,
     TokenizeResponse,
+    TokenizerInfoResponse,
 )
 
 router = APIRouter(tags=["tokenizer"])
@@ -67,3 +69,23 @@ async def detokenize(body: DetokenizeRequest, request: Request) -> DetokenizeRes
     work = EngineDetokenize(body.tokens, request_id=request.state.request_id)
     result: DetokenizeResult = await request.app.state.dispatch.execute(model, work, context_for(request))
     return DetokenizeResponse(prompt=result.text)
+
+
+@router.get(
+    "/tokenizer_info",
+    response_model=TokenizerInfoResponse,
+    responses=ERROR_RESPONSES,
+    summary="Tokenizer info",
+)
+async def tokenizer_info(request: Request, model: str | None = None) -> TokenizerInfoResponse:
+    name = _model(request, model)
+    work = TokenizerInfoRequest(request_id=request.state.request_id)
+    info: TokenizerInfo = await request.app.state.dispatch.execute(name, work, context_for(request))
+    return TokenizerInfoResponse(
+        tokenizer_class=info.tokenizer_class,
+        eos_token=info.eos_token,
+        bos_token=info.bos_token,
+        pad_token=info.pad_token,
+        chat_template=info.chat_template,
+        model_max_length=info.max_context,
+    )
