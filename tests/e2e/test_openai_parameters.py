@@ -530,10 +530,13 @@ def test_min_tokens_ignore_eos_and_stop_token_ids(
 ) -> None:
     eos_first = {str(eos): 100}
     params = {"max_tokens": 8, "temperature": 0, "logprobs": True, "logit_bias": eos_first}
+    # The ending token (EOS, or one of stop_token_ids) is reported with its log probability, never
+    # as text: lm-evaluation-harness reads one logprobs entry per generated token.
     at_once = answer(client, stream, **params)
-    assert at_once.tokens == [] and not at_once.content and at_once.finish == "stop"
+    assert [t.token for t in at_once.tokens] == ["<|im_end|>"] and not at_once.content
+    assert at_once.finish == "stop"
     held = answer(client, stream, **params, extra_body={"min_tokens": 5})
-    assert len(held.tokens) == 5 and held.finish == "stop"
+    assert len(held.tokens) == 6 and held.tokens[-1].token == "<|im_end|>" and held.finish == "stop"
     past = answer(client, stream, **params, extra_body={"ignore_eos": True})
     assert len(past.tokens) == 8 and past.finish == "length"
     assert {t.token for t in past.tokens} == {"<|im_end|>"} and not past.content
@@ -542,8 +545,10 @@ def test_min_tokens_ignore_eos_and_stop_token_ids(
     unstopped = answer(client, stream, **params)
     assert [t.token for t in unstopped.tokens] == [stop_text] * 8 and unstopped.finish == "length"
     stopped = answer(client, stream, **params, extra_body={"stop_token_ids": [stop_id], "min_tokens": 3})
-    assert len(stopped.tokens) == 3 and stopped.finish == "stop"
-    assert stop_text not in {t.token for t in stopped.tokens} and stop_text not in (stopped.content or "")
+    assert len(stopped.tokens) == 4 and stopped.tokens[-1].token == stop_text and stopped.finish == "stop"
+    assert stop_text not in {t.token for t in stopped.tokens[:-1]} and stop_text not in (
+        stopped.content or ""
+    )
 
 
 # -- errors ----------------------------------------------------------------------------------------
