@@ -125,16 +125,6 @@ class SamplingParams:
             if value is not None and not 0 <= value <= MAX_TOP_LOGPROBS:
                 raise ValueError(f"{name} must be between 0 and {MAX_TOP_LOGPROBS} alternatives")
 
-    @property
-    def penalised(self) -> bool:
-        """Whether any penalty or bias changes the logits."""
-        return bool(
-            self.frequency_penalty
-            or self.presence_penalty
-            or self.repetition_penalty != 1.0
-            or self.logit_bias
-        )
-
 
 @dataclass(slots=True)
 class GenerationRequest:

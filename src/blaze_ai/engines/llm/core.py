@@ -257,11 +257,14 @@ class EngineCore:
         matcher = None if params.structured is None else self.grammars.matcher(params.structured)
         seq = Sequence(owner, index, sampling, detok, StopMatcher(params.stop), matcher=matcher)
         seq.echo_pending = params.echo
+        seq.plain = not sampling.penalised and params.min_tokens == 0 and matcher is None
         return seq
 
     def _context(self, rows: list[Sequence]) -> StepContext:
         """Histories, bans and grammar masks of one step's rows."""
         ctx = StepContext(fallback_token=self.loaded.eos_token_ids[0] if self.loaded.eos_token_ids else 0)
+        if all(s.plain for s in rows):
+            return ctx
         if any(s.sampling.penalised for s in rows):
             ctx.outputs = [s.output_ids for s in rows]
         for i, seq in enumerate(rows):

@@ -41,20 +41,21 @@ class RowSampling:
     repetition_penalty: float = 1.0
     logit_bias: tuple[tuple[int, float], ...] = ()
     prompt_ids: list[int] = field(default_factory=list)  # for the repetition penalty
+    #: Whether any penalty or bias changes the logits (set once: it is read for every row, every step).
+    penalised: bool = field(init=False)
 
-    @property
-    def greedy(self) -> bool:
-        """Whether the row takes the most likely token."""
-        return self.temperature == 0.0 or self.top_k == 1
-
-    @property
-    def penalised(self) -> bool:
-        return bool(
+    def __post_init__(self) -> None:
+        self.penalised = bool(
             self.frequency_penalty
             or self.presence_penalty
             or self.repetition_penalty != 1.0
             or self.logit_bias
         )
+
+    @property
+    def greedy(self) -> bool:
+        """Whether the row takes the most likely token."""
+        return self.temperature == 0.0 or self.top_k == 1
 
 
 @dataclass(slots=True)

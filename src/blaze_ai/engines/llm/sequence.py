@@ -61,6 +61,8 @@ class Sequence:
     finish: FinishReason | None = None
     first_token_at: float | None = None
     echo_pending: bool = False  # the prompt goes out with the first delta
+    #: No penalties, bans or grammar: the row needs nothing from the step's context.
+    plain: bool = True
 
     @property
     def request_id(self) -> str:
