@@ -1,4 +1,4 @@
-"""Serving benchmark: the same model behind Blaze, LitServe, Ray Serve and plain FastAPI, one load each.
+"""Serving benchmark: the same model behind Blaze, LitServe, Ray Serve, FastAPI and vLLM, one load each.
 
 Each server runs as its own process group on 127.0.0.1; ``blaze_ai.loadgen`` (the code behind
 ``blaze bench``) sends the same seeded prompt mix to each, whole and streamed; the RSS of each
@@ -8,10 +8,14 @@ KV-cache loop of ``benchmarks/llm_throughput.py`` at the same batch size. Usage:
     python benchmarks/serving.py --model builtin:tiny-llama --json serving.json
     python benchmarks/serving.py --model builtin:smollm2-135m --servers blaze,litserve
     python benchmarks/serving.py --quick
+    python benchmarks/serving.py --servers blaze-bf16,vllm-bf16,blaze-fp32,vllm-fp32
 
-Peers run from a separate venv (``--peers-python``, default ``.venv-peers/bin/python``; see
-docs/benchmarks.md). Goals at 64 clients: Blaze >= 2x the best peer's tokens/s with a p99 TTFT
-no worse than the best peer's; Blaze >= 85 % of the raw batched loop.
+A server name may end in ``-bf16`` or ``-fp32`` to pick its dtype (otherwise ``--dtype``); each peer
+is compared with the Blaze row of its own dtype where one ran. Peers run from separate venvs
+(``--peers-python``, default ``.venv-peers/bin/python``; vLLM's CPU build from ``--vllm-python``,
+default ``.venv-vllm/bin/python``; see docs/benchmarks.md) and are skipped when theirs is missing.
+Goals at 64 clients: Blaze >= 2x the best peer's tokens/s with a p99 TTFT no worse than the best
+peer's; Blaze >= 85 % of the raw batched loop.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SERVED = "bench"  # the model name every server answers to
 PEERS = {"litserve": "litserve_server.py", "rayserve": "rayserve_server.py", "fastapi": "fastapi_server.py"}
+VLLM = "vllm"
+#: vLLM's CPU KV cache, GiB (vLLM reads it from the environment only).
+VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "4", "VLLM_NO_USAGE_STATS": "1"}
+#: Server-name suffixes that pick a dtype: ``vllm-bf16``, ``blaze-fp32``.
+DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
 BLAZE_YAML = """
 server: {{host: 127.0.0.1, max_concurrency: 1024, request_timeout_s: 900}}
 cache: {{mode: "off"}}  # greedy requests are cacheable: a benchmark must measure the model, not the cache
@@ -51,6 +60,23 @@ models:
 #: Blaze's own rows: the same weights, and (only where asked for) its CPU int8 option, which changes
 #: the numbers the model computes and so is never one of the compared peers.
 BLAZE_VARIANTS = {"blaze": "none", "blaze-int8": "int8-dynamic"}
+KINDS = (*BLAZE_VARIANTS, *PEERS, VLLM)
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """(kind, dtype) of a server name: ``vllm-bf16`` -> ("vllm", "bfloat16"), ``vllm`` -> ("vllm", None)."""
+    kind, _, suffix = name.rpartition("-")
+    return (kind, DTYPES[suffix]) if kind and suffix in DTYPES else (name, None)
+
+
+def dtype_of(name: str, default: str) -> str:
+    """The dtype server ``name`` runs in: its suffix's, else ``default`` (``--dtype``)."""
+    return split_name(name)[1] or default
+
+
+def reference_blaze(names: list[str]) -> str | None:
+    """The Blaze row other rows are compared with: the first plain (not int8) Blaze server."""
+    return next((n for n in names if split_name(n)[0] == "blaze"), None)
 
 
 def _free_port() -> int:
@@ -86,8 +112,10 @@ def _rss_mb(pids: set[int]) -> float:
 class Server:
     """One server process group: started, sampled for memory, stopped as a whole."""
 
-    def __init__(self, name: str, command: list[str], port: int, ready_path: str, log: Path) -> None:
+    def __init__(self, name: str, command: list[str], port: int, ready_path: str, log: Path,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.name, self.command, self.port, self.ready_path, self.log = name, command, port, ready_path, log
+        self.env = env or {}
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.peak_mb = 0.0
@@ -95,7 +123,7 @@ class Server:
 
     def start(self, timeout_s: float) -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-               "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
+               "PYTHONPATH": str(ROOT / "src"), **self.env}  # fmt: skip
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 self.command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -136,32 +164,71 @@ class Server:
                 os.kill(pid, signal.SIGKILL)
 
 
+def interpreter(name: str, args: argparse.Namespace) -> str:
+    """The Python that runs server ``name``: Blaze's own, the peers' venv or vLLM's venv."""
+    kind = split_name(name)[0]
+    if kind in BLAZE_VARIANTS:
+        return sys.executable
+    return str(args.vllm_python if kind == VLLM else args.peers_python)
+
+
 def make_server(name: str, args: argparse.Namespace, workdir: Path) -> Server:
+    """The (not yet started) server of row ``name``, in that row's dtype, on a free port."""
+    kind, dtype = split_name(name)[0], dtype_of(name, args.dtype)
     port = _free_port()
     log = workdir / f"{name}.log"
-    if name in BLAZE_VARIANTS:
+    python = interpreter(name, args)
+    if kind in BLAZE_VARIANTS:
         config = workdir / f"{name}.yaml"
-        config.write_text(BLAZE_YAML.format(source=args.model, dtype=args.dtype, batch=args.concurrency,
-                                            quantization=BLAZE_VARIANTS[name]))  # fmt: skip
-        command = [
-            sys.executable,
-            "-m",
-            "blaze_ai.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-        ]
+        config.write_text(BLAZE_YAML.format(source=args.model, dtype=dtype, batch=args.concurrency,
+                                            quantization=BLAZE_VARIANTS[kind]))  # fmt: skip
+        command = [python, "-m", "blaze_ai.cli", "serve", "--config", str(config), "--port", str(port)]
         return Server(name, command, port, "/health/ready", log)
-    script = str(HERE / "peers" / PEERS[name])
-    command = [args.peers_python, script, "--model", args.model, "--port", str(port),
-               "--max-batch-size", str(args.concurrency), "--dtype", args.dtype]  # fmt: skip
+    if kind == VLLM:
+        model = vllm_model(args.model, workdir)
+        command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+                   "--served-model-name", SERVED, "--dtype", dtype, "--max-num-seqs", str(args.concurrency),
+                   "--max-model-len", "2048", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+        return Server(name, command, port, "/health", log, VLLM_ENV)
+    script = str(HERE / "peers" / PEERS[kind])
+    command = [python, script, "--model", args.model, "--port", str(port),
+               "--max-batch-size", str(args.concurrency), "--dtype", dtype]  # fmt: skip
     return Server(name, command, port, "/health", log)
+
+
+def vllm_model(source: str, workdir: Path) -> str:
+    """The folder vLLM loads: Blaze's own for ``source``, or a copy without a GGUF ``quantization_config``.
+
+    Blaze's SmolLM2 is converted from GGUF to plain safetensors, but its config.json still names the
+    GGUF file, which would make vLLM look for GGUF weights. The copy links the same weight files, so
+    vLLM serves the weights Blaze serves; only config.json is rewritten. A hub id is passed through.
+    """
+    from blaze_ai.engines.llm.builtins import is_builtin, materialize
+
+    folder = materialize(source) if is_builtin(source) else Path(source).expanduser()
+    if not (folder / "config.json").is_file():
+        return source
+    config = json.loads((folder / "config.json").read_text())
+    if (config.get("quantization_config") or {}).get("quant_method") != "gguf":
+        return str(folder)
+    del config["quantization_config"]
+    copy = workdir / "vllm-model"
+    if not copy.is_dir():  # made once per run, shared by every vLLM row and round
+        copy.mkdir()
+        for item in folder.iterdir():
+            if item.name != "config.json":
+                (copy / item.name).symlink_to(item.resolve())
+        (copy / "config.json").write_text(json.dumps(config, indent=2))
+    return str(copy)
 
 
 def bench_server(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Start one server, warm it up, run each mode's load, stop it; the rows for the table."""
+    python = interpreter(name, args)
+    if not Path(python).is_file():
+        reason = f"no {python}; docs/benchmarks.md says how to create that venv"
+        print(f"  {name}: skipped, {reason}", file=sys.stderr, flush=True)
+        return {"skipped": reason}
     server = make_server(name, args, workdir)
     rows: dict[str, Any] = {}
     try:
@@ -176,7 +243,7 @@ def bench_server(name: str, args: argparse.Namespace, workdir: Path) -> dict[str
             result = asyncio.run(run_load(load)).as_dict()
             result["peak_rss_mb"] = round(server.peak_mb, 1)
             result["loadavg_1m"] = round(os.getloadavg()[0], 2)  # the machine is shared: keep the context
-            if name in BLAZE_VARIANTS:
+            if split_name(name)[0] in BLAZE_VARIANTS:
                 result["engine"] = _engine_stats(server.url)
             rows[mode] = result
             print(f"  {name}/{mode}: {result['tokens_per_s']:,.1f} tokens/s, {result['errors']} errors",
@@ -199,13 +266,13 @@ def _engine_stats(url: str) -> dict[str, Any]:
     return {}
 
 
-def raw_batched(args: argparse.Namespace) -> float:
+def raw_batched(args: argparse.Namespace, dtype: str) -> float:
     """Tokens/s of llm_throughput's raw batched loop over the same prompts, ``concurrency`` rows."""
     sys.path.insert(0, str(HERE))
     import llm_throughput  # the raw loop is reused, not copied
     from blaze_ai.engines.llm import LLMConfig, load_model
 
-    loaded = load_model(LLMConfig(source=args.model, device="cpu", dtype=args.dtype))
+    loaded = load_model(LLMConfig(source=args.model, device="cpu", dtype=dtype))
     tok = loaded.tokenizer
     batch = [list(tok(p)["input_ids"]) for p in prompts(args.concurrency, args.seed)]
     llm_throughput.in_thread(llm_throughput.raw_loop, loaded, batch[:4], 4)  # warm-up
@@ -216,32 +283,36 @@ def keep_best(servers: dict[str, Any], name: str, rows: dict[str, Any]) -> None:
     """Keep, per mode, the run with the most tokens/s."""
     mine = servers.setdefault(name, {})
     for mode, row in rows.items():
-        if mode == "failed" or mode not in mine or row["tokens_per_s"] > mine[mode]["tokens_per_s"]:
+        # "failed" and "skipped" hold a message, not a row
+        if isinstance(row, str) or mode not in mine or row["tokens_per_s"] > mine[mode]["tokens_per_s"]:
             mine[mode] = row
 
 
+def _ratio(blaze: dict[str, Any], peer: dict[str, Any], mode: str, key: str) -> float | None:
+    """``blaze[mode][key] / peer[mode][key]``, rounded; None where either is missing."""
+    b, p = blaze.get(mode, {}).get(key), peer.get(mode, {}).get(key)
+    return round(b / p, 2) if b is not None and p else None
+
+
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
-    """Blaze / best peer (tokens/s, p99 TTFT) per mode, and Blaze / raw loop."""
+    """The reference Blaze row / best peer (tokens/s, p99 TTFT) per mode, and / the raw loop."""
     out: dict[str, Any] = {}
     servers = results["servers"]
-    blaze = servers.get("blaze", {})
+    blaze = servers.get(reference_blaze(list(servers)) or "", {})
+    int8: dict[str, Any] = next((r for n, r in servers.items() if split_name(n)[0] == "blaze-int8"), {})
     for mode in ("whole", "stream"):
         if mode not in blaze:
             continue
-        peers = {n: r[mode] for n, r in servers.items() if n not in BLAZE_VARIANTS and mode in r}
+        peers = {n: r for n, r in servers.items() if split_name(n)[0] not in BLAZE_VARIANTS and mode in r}
         if peers:
-            best = max(peers, key=lambda n: peers[n]["tokens_per_s"])
+            best = max(peers, key=lambda n: peers[n][mode]["tokens_per_s"])
             out[f"{mode}_best_peer"] = best
-            out[f"{mode}_blaze_over_best_peer"] = round(
-                blaze[mode]["tokens_per_s"] / max(peers[best]["tokens_per_s"], 1e-9), 2
-            )
-            b, p = blaze[mode]["ttft_p99_s"], peers[best]["ttft_p99_s"]
-            if b is not None and p is not None:
-                out[f"{mode}_ttft_p99_blaze_over_best_peer"] = round(b / p, 2)
-            if mode in servers.get("blaze-int8", {}):
-                out[f"{mode}_blaze_int8_over_best_peer"] = round(
-                    servers["blaze-int8"][mode]["tokens_per_s"] / max(peers[best]["tokens_per_s"], 1e-9), 2
-                )
+            out[f"{mode}_blaze_over_best_peer"] = _ratio(blaze, peers[best], mode, "tokens_per_s")
+            ttft = _ratio(blaze, peers[best], mode, "ttft_p99_s")
+            if ttft is not None:
+                out[f"{mode}_ttft_p99_blaze_over_best_peer"] = ttft
+            if mode in int8:
+                out[f"{mode}_blaze_int8_over_best_peer"] = _ratio(int8, peers[best], mode, "tokens_per_s")
         if results.get("raw_tokens_per_s"):
             out[f"{mode}_blaze_over_raw"] = round(
                 blaze[mode]["tokens_per_s"] / results["raw_tokens_per_s"], 2
@@ -249,17 +320,59 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def per_peer(results: dict[str, Any]) -> dict[str, Any]:
+    """Blaze / each peer: tokens/s whole and streamed, streamed TTFT p99.
+
+    Each peer is set against the Blaze row of its own dtype where one ran, else the reference row.
+    """
+    servers, default = results["servers"], results["dtype"]
+    reference = reference_blaze(list(servers))
+    same_dtype = {dtype_of(n, default): n for n in reversed(servers) if split_name(n)[0] == "blaze"}
+    out: dict[str, Any] = {}
+    for name, peer in servers.items():
+        blaze = same_dtype.get(dtype_of(name, default), reference)
+        ran = "whole" in peer or "stream" in peer
+        if split_name(name)[0] in BLAZE_VARIANTS or blaze is None or not ran:
+            continue
+        rows = servers[blaze]
+        out[name] = {
+            "blaze": blaze,
+            "whole_tokens_per_s": _ratio(rows, peer, "whole", "tokens_per_s"),
+            "stream_tokens_per_s": _ratio(rows, peer, "stream", "tokens_per_s"),
+            "stream_ttft_p99": _ratio(rows, peer, "stream", "ttft_p99_s"),
+        }
+    return out
+
+
+def per_peer_table(table: dict[str, Any]) -> list[str]:
+    """The markdown lines of ``per_peer``'s ratios (empty when no peer ran)."""
+    if not table:
+        return []
+    lines = ["### Blaze / each peer (tokens/s above 1 and TTFT below 1 favour Blaze)", "",
+             "| peer | Blaze row | tokens/s whole | tokens/s streamed | TTFT p99 streamed |",
+             "|---|---|---:|---:|---:|"]  # fmt: skip
+    for name, r in table.items():
+        keys = ("whole_tokens_per_s", "stream_tokens_per_s", "stream_ttft_p99")
+        cells = ["-" if r[k] is None else f"{r[k]:.2f}x" for k in keys]
+        lines.append(f"| {name} | {r['blaze']} | {' | '.join(cells)} |")
+    return [*lines, ""]
+
+
 def report(results: dict[str, Any]) -> str:
     lines = []
     for mode in results["modes"]:
         rows = [(n, r[mode]) for n, r in results["servers"].items() if mode in r]
         lines += [f"### {mode}", "", format_table(rows), ""]
+    lines += per_peer_table(results["per_peer"])
     if results.get("raw_tokens_per_s"):
-        lines.append(f"raw batched loop (in process, {results['concurrency']} rows, no EOS): "
-                     f"{results['raw_tokens_per_s']:,.1f} tokens/s")  # fmt: skip
+        raw = f"{results['raw_tokens_per_s']:,.1f} tokens/s"
+        batch = f"{results['concurrency']} rows, {results['raw_dtype']}"
+        lines.append(f"raw batched loop (in process, {batch}, no EOS): {raw}")
     lines += [f"- {k}: **{v}**" for k, v in results["ratios"].items()]
     failed = [n for n, r in results["servers"].items() if "failed" in r]
     lines += [f"- {n} FAILED: {results['servers'][n]['failed'][:300]}" for n in failed]
+    skipped = [(n, r["skipped"]) for n, r in results["servers"].items() if "skipped" in r]
+    lines += [f"- {n} skipped: {reason}" for n, reason in skipped]
     return "\n".join(lines)
 
 
@@ -268,11 +381,12 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default="builtin:smollm2-135m")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="float32", help="dtype of servers without a -bf16/-fp32 suffix")
     parser.add_argument(
         "--servers",
         default="blaze,litserve,rayserve,fastapi",
-        help="blaze, blaze-int8 (Blaze, int8-dynamic weights), litserve, rayserve, fastapi",
+        help="blaze, blaze-int8 (Blaze, int8-dynamic weights), litserve, rayserve, fastapi, vllm; "
+        "each may end in -bf16 or -fp32 (e.g. blaze-bf16,vllm-bf16)",
     )
     parser.add_argument("--modes", default="whole,stream", help="whole, stream or both")
     parser.add_argument("--requests", type=int, default=200)
@@ -280,8 +394,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=300.0, help="bound on each load run, seconds")
-    parser.add_argument("--start-timeout", type=float, default=240.0, help="bound on each server start")
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=600.0,
+        help="bound on each server start (vLLM-CPU: ~110 s on 2 cores)",
+    )
     parser.add_argument("--peers-python", default=str(ROOT / ".venv-peers" / "bin" / "python"))
+    parser.add_argument("--vllm-python", default=str(ROOT / ".venv-vllm" / "bin" / "python"))
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds, best of (%(default)s)")
     parser.add_argument("--no-raw", action="store_true", help="skip the in-process raw batched loop")
     parser.add_argument("--json", default=None, metavar="PATH")
@@ -291,6 +411,9 @@ def parse_args() -> argparse.Namespace:
         args.model, args.requests, args.concurrency = "builtin:tiny-llama", 32, 16
         args.max_tokens, args.timeout = 16, 120.0
     args.servers, args.modes = args.servers.split(","), args.modes.split(",")
+    unknown = [n for n in args.servers if split_name(n)[0] not in KINDS]
+    if unknown:
+        parser.error(f"unknown server(s) {unknown}; use {', '.join(KINDS)}, optionally ending in -bf16/-fp32")
     return args
 
 
@@ -302,16 +425,19 @@ def main() -> None:
         "max_tokens": args.max_tokens, "seed": args.seed, "modes": args.modes, "rounds": args.rounds,
         "loadavg_start": [round(x, 2) for x in load], "servers": {},
     }  # fmt: skip
+    reference = reference_blaze(args.servers)
     with tempfile.TemporaryDirectory(prefix="blaze-serving-") as tmp:
         # Rounds interleave the servers so that a noisy neighbour hurts each alike; each keeps its best.
         for _ in range(args.rounds):
             for name in args.servers:
                 keep_best(results["servers"], name, bench_server(name, args, Path(tmp)))
-                if name == "blaze" and not args.no_raw:  # right after Blaze, under the same machine load
-                    raw = round(raw_batched(args), 2)
+                if name == reference and not args.no_raw:  # right after Blaze, under the same machine load
+                    results["raw_dtype"] = dtype_of(name, args.dtype)
+                    raw = round(raw_batched(args, results["raw_dtype"]), 2)
                     results["raw_tokens_per_s"] = max(raw, results.get("raw_tokens_per_s", 0.0))
     results["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     results["ratios"] = ratios(results)
+    results["per_peer"] = per_peer(results)
     end = results["loadavg_end"][0]
     print(f"# model {args.model} ({args.dtype}), {args.requests} requests, {args.concurrency} clients, "
           f"{args.max_tokens} tokens, load average {load[0]:.1f} -> {end:.1f}")  # fmt: skip

@@ -64,7 +64,10 @@ NOTES = {
     "ServerConfig.request_timeout_s": "deadline from arrival (queue time counts); then 504",
     "ServerConfig.drain_grace_s": "on SIGTERM, time in-flight requests get to finish",
     "ServerConfig.image_url_ttl_s": "how long `response_format: url` images are kept",
-    "ServerConfig.model_memory_budget_mb": "budget of the shared model cache (LRU eviction past it)",
+    "ServerConfig.model_memory_budget_mb": (
+        "MiB for the shared model cache's weights and KV caches (LRU eviction past it); 0: sized at "
+        "start from the GPU's free memory or 75 % of RAM, see [operations](operations.md#memory-budget)"
+    ),
     "ServerConfig.log_level": "debug, info, warning or error",
     "ServerConfig.log_json": "one JSON object per log line",
     "ManagerConfig.health_interval_s": "time between health checks of each engine",

@@ -128,6 +128,24 @@ def test_a_model_larger_than_the_budget_is_refused_clearly() -> None:
     assert cache.stats()["load_failures"] == 1
 
 
+def test_the_refusal_says_what_the_model_needs_the_budget_and_the_shortfall() -> None:
+    mib = 1 << 20
+    cache = ModelCache(
+        100 * mib,
+        sizer=lambda m: m.size if isinstance(m, Blob) else 0,
+        budget_origin="server.model_memory_budget_mb=100",
+    )
+    with pytest.raises(UnavailableError) as info:
+        cache.get_or_load("llm:big", loader("llm:big", 80 * mib), extra_bytes=lambda m: 45 * mib)
+    message = info.value.message
+    assert (
+        "model 'llm:big' needs 125.0 MiB (80.0 MiB of weights + 45.0 MiB of KV cache or activations)"
+        in message
+    )
+    assert "budget is 100.0 MiB (server.model_memory_budget_mb=100): 25.0 MiB short" in message
+    assert "server.model_memory_budget_mb" in message and "max_tokens_in_flight" in message
+
+
 def test_a_failing_loader_leaves_the_cache_usable() -> None:
     cache = make_cache(100)
 

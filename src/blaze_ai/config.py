@@ -66,7 +66,7 @@ class ServerConfig:
     request_timeout_s: float = 300.0
     drain_grace_s: float = 30.0
     image_url_ttl_s: float = 600.0
-    model_memory_budget_mb: int = 16_384
+    model_memory_budget_mb: int = 0
     log_level: str = "info"
     log_json: bool = False
 
@@ -80,8 +80,10 @@ class ServerConfig:
             raise ValueError("max_stop and rate limits must be >= 0 (0 turns a rate limit off)")
         if self.request_timeout_s <= 0 or self.drain_grace_s < 0 or self.image_url_ttl_s <= 0:
             raise ValueError("request_timeout_s and image_url_ttl_s must be > 0, drain_grace_s >= 0")
-        if self.model_memory_budget_mb < 1:
-            raise ValueError("model_memory_budget_mb must be at least 1")
+        if self.model_memory_budget_mb < 0:
+            raise ValueError(
+                "model_memory_budget_mb must be 0 (size it from the device's memory) or a number of MiB"
+            )
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ValueError("log_level must be one of debug, info, warning, error")
 

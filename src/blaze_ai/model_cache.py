@@ -124,10 +124,13 @@ class ModelCache:
         *,
         clock: Callable[[], float] = time.monotonic,
         sizer: Callable[[object], int] = memory_of,
+        budget_origin: str = "",
     ) -> None:
         if budget_bytes < 1:
             raise ValueError("budget_bytes must be positive (for example 4 * 1024**3 for 4 GiB)")
         self.budget_bytes = budget_bytes
+        #: Where the budget came from (the setting, or how it was sized), quoted in refusals.
+        self.budget_origin = budget_origin
         self._clock = clock
         self._sizer = sizer
         self._lock = threading.Condition(threading.RLock())
@@ -272,7 +275,7 @@ class ModelCache:
             known = self._known_bytes.get(key)
             if known is not None:  # a reload: make room before spending the memory
                 with self._lock:
-                    evicted = self._make_room(key, known + self._known_extra.get(key, 0))
+                    evicted = self._make_room(key, known, self._known_extra.get(key, 0))
                 _free_memory(evicted)
             try:
                 model = loader()
@@ -300,7 +303,7 @@ class ModelCache:
             self._known_bytes[key] = model_bytes
             self._known_extra[key] = extra_bytes
             try:
-                evicted = self._make_room(key, model_bytes + extra_bytes)
+                evicted = self._make_room(key, model_bytes, extra_bytes)
             except BlazeError:
                 del model  # the traceback keeps this frame alive: do not let it keep the model
                 raise
@@ -311,16 +314,14 @@ class ModelCache:
         _free_memory(evicted)
         return model
 
-    def _make_room(self, key: str, needed: int) -> list[_Entry]:
-        """Evict idle models, least recently used first, until ``needed`` bytes fit (lock held).
+    def _make_room(self, key: str, model_bytes: int, extra_bytes: int) -> list[_Entry]:
+        """Evict idle models, least recently used first, until the model and its extra fit (lock held).
 
         Raises before evicting anything when the models in use leave no room.
         """
+        needed = model_bytes + extra_bytes
         if needed > self.budget_bytes:
-            raise UnavailableError(
-                f"model {key!r} needs {needed:,} bytes but the cache budget is {self.budget_bytes:,}; "
-                "raise the budget or use a smaller dtype"
-            )
+            raise self._too_large(key, model_bytes, extra_bytes)
         pinned = {k: e for k, e in self._entries.items() if e.pins}
         if sum(e.bytes for e in pinned.values()) + needed > self.budget_bytes:
             raise OverloadedError(
@@ -339,6 +340,23 @@ class ModelCache:
 
     def _bytes_loaded(self) -> int:
         return sum(e.bytes for e in self._entries.values())
+
+    def _too_large(self, key: str, model_bytes: int, extra_bytes: int) -> UnavailableError:
+        """The refusal of a model larger than the whole budget: what it needs, by how much it is short."""
+        needed = model_bytes + extra_bytes
+        split = f"{_mib(model_bytes)} of weights + {_mib(extra_bytes)} of KV cache or activations"
+        parts = f" ({split})" if extra_bytes else ""
+        origin = f" ({self.budget_origin})" if self.budget_origin else ""
+        return UnavailableError(
+            f"model {key!r} needs {_mib(needed)}{parts} but the model cache budget is "
+            f"{_mib(self.budget_bytes)}{origin}: {_mib(needed - self.budget_bytes)} short. Raise the budget "
+            "(server.model_memory_budget_mb), lower the reservation (an LLM's max_tokens_in_flight), "
+            "or load smaller weights (a smaller dtype, a quantization)"
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
 
 
 def _free_memory(evicted: list[_Entry] | None = None) -> None:

@@ -11,6 +11,7 @@ URL, and Ray actors when the model asks for them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -18,6 +19,9 @@ from blaze_ai.config import BlazeConfig, ModelConfig, engine_class, parse_config
 from blaze_ai.engines.manager import EngineManager
 from blaze_ai.engines.router import LocalReplica, RemoteReplica, Replica, Router, RouterConfig, RoutingContext
 from blaze_ai.errors import BadRequestError, ConfigError, NotFoundError
+from blaze_ai.memory import MIB, Budget, default_budget
+
+log = logging.getLogger(__name__)
 
 
 def engine_names(model: ModelConfig) -> list[str]:
@@ -38,7 +42,19 @@ def build_model_cache(config: BlazeConfig) -> Any | None:
         return None
     from blaze_ai.model_cache import ModelCache
 
-    return ModelCache(config.server.model_memory_budget_mb * 1024 * 1024)
+    budget = model_budget(config)
+    log.info("model memory budget: %s", budget.describe())
+    return ModelCache(budget.bytes, budget_origin=budget.origin)
+
+
+def model_budget(config: BlazeConfig) -> Budget:
+    """``server.model_memory_budget_mb``, or when it is 0 the default for where the models load."""
+    mb = config.server.model_memory_budget_mb
+    if mb:
+        return Budget(mb * MIB, f"server.model_memory_budget_mb={mb}")
+    placed = [getattr(m.engine, "device", "cpu") for m in config.models if m.replicas and m.kind != "fake"]
+    budget = default_budget(placed)
+    return Budget(budget.bytes, f"server.model_memory_budget_mb=0: {budget.origin}")
 
 
 def router_config(model: ModelConfig, trusted_proxies: tuple[str, ...]) -> RouterConfig:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 from blaze_ai.engines import FakeConfig, FakeEngine
+from blaze_ai.engines.requests import StreamDelta
 from blaze_ai.observability.metrics import Metrics
 
 from .conftest import MakeApp, scrape, value
@@ -86,6 +89,29 @@ async def test_stream_usage_chunk_gives_prompt_tokens(make_app: MakeApp) -> None
     families = await scrape(client)
     assert value(families, "blaze_prompt_tokens_total", model="fake") == usage["prompt_tokens"] > 0
     assert value(families, "blaze_generation_tokens_total", model="fake") == usage["completion_tokens"]
+
+
+class QueuedFake(FakeEngine):
+    """Streams six one-token pieces without a pause: they queue up and leave as one merged chunk."""
+
+    async def stream(self, request: Any) -> AsyncIterator[StreamDelta]:
+        for i in range(6):
+            yield StreamDelta(0, f" w{i}", [i], "length" if i == 5 else None, 4, i + 1)
+
+
+async def test_a_merged_chunk_counts_every_token_it_carries(make_app: MakeApp) -> None:
+    _, client = await make_app({"fake": QueuedFake(FakeConfig())})
+    async with client.stream("POST", CHAT, json=chat("hi", stream=True)) as response:
+        events = [line async for line in response.aiter_lines() if line.startswith("data: {")]
+    contents = [json.loads(e[6:])["choices"][0]["delta"].get("content") for e in events]
+    assert [c for c in contents if c] == [" w0 w1 w2 w3 w4 w5"]  # one chunk, six tokens
+    families = await scrape(client)
+    assert value(families, "blaze_generation_tokens_total", model="fake") == 6
+    assert value(families, "blaze_prompt_tokens_total", model="fake") == 4  # counted without include_usage
+    assert value(families, "blaze_time_to_first_token_seconds_count", model="fake") == 1
+    # the five tokens after the first came with it: five gaps of zero
+    assert value(families, "blaze_time_per_output_token_seconds_count", model="fake") == 5
+    assert value(families, "blaze_time_per_output_token_seconds_sum", model="fake") == 0
 
 
 async def test_unknown_model_is_not_a_label(make_app: MakeApp) -> None:

@@ -24,12 +24,14 @@ async def test_stream_events_in_order_with_sequence_numbers(client: httpx.AsyncC
         EVENT.validate_python(event)
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     kinds = [e["type"] for e in events]
+    text_deltas = kinds.count("response.output_text.delta")  # 3 tokens; ones that queued up are merged
+    assert 1 <= text_deltas <= 3
     assert kinds == [
         "response.created",
         "response.in_progress",
         "response.output_item.added",
         "response.content_part.added",
-        *["response.output_text.delta"] * 3,
+        *["response.output_text.delta"] * text_deltas,
         "response.output_text.done",
         "response.content_part.done",
         "response.output_item.done",

@@ -1,18 +1,21 @@
-"""SSE framing, include_usage, errors after the first byte, and client disconnects."""
+"""SSE framing, include_usage, errors after the first byte, client disconnects, and merged chunks."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
 from blaze_ai import errors
 from blaze_ai.engines import EngineManager, FakeConfig, FakeEngine
+from blaze_ai.engines.requests import FinishReason, StreamDelta, TokenLogprob
 from blaze_ai.server import create_app
 
 from .conftest import DisconnectingClient, MakeClient, ScriptedEngine, chat_body, wait_until
+from .test_responses import WEATHER_FUNCTION as WEATHER
 
 
 def events(text: str) -> list[str]:
@@ -123,3 +126,91 @@ async def test_disconnected_request_cancels_the_engine_call() -> None:
         assert manager.snapshot()["fake"]["in_flight"] == 0
     finally:
         await manager.shutdown(grace_s=1)
+
+
+# -- a client that fell behind gets the pieces that queued up as one chunk per choice ---------
+
+
+class QueuedEngine(FakeEngine):
+    """Streams scripted pieces without a pause, so all of them queue up before the route reads."""
+
+    def __init__(self, pieces: list[StreamDelta]) -> None:
+        super().__init__(FakeConfig())
+        self.pieces = pieces
+
+    async def stream(self, request: Any) -> AsyncIterator[StreamDelta]:
+        for piece in self.pieces:
+            yield piece
+
+
+def token(token_id: int, text: str) -> TokenLogprob:
+    return TokenLogprob(
+        token_id, text, list(text.encode()), -0.25 * token_id, [TokenLogprob(99, "?", [63], -5.0)]
+    )
+
+
+def scripted(index: int, texts: list[str], finish: FinishReason, *, first_id: int = 0) -> list[StreamDelta]:
+    """One-token pieces of one choice (with log probabilities), the last one finishing it."""
+    return [
+        StreamDelta(index, text, [first_id + i], finish if i == len(texts) - 1 else None, 4, i + 1,
+                    [token(first_id + i, text)])
+        for i, text in enumerate(texts)
+    ]  # fmt: skip
+
+
+def interleave(*choices: list[StreamDelta]) -> list[StreamDelta]:
+    return [piece for step in zip(*choices, strict=True) for piece in step]
+
+
+async def test_queued_chat_pieces_leave_as_one_chunk_per_choice(make_client: MakeClient) -> None:
+    zero, one = ["Hel", "lo", ", wor", "ld"], ["A", "b", "ç", "!"]
+    pieces = interleave(scripted(0, zero, "stop"), scripted(1, one, "length", first_id=10))
+    client = await make_client(engines={"fake": QueuedEngine(pieces)})
+    body = chat_body(stream=True, n=2, logprobs=True, top_logprobs=1, stream_options={"include_usage": True})
+    data = events((await client.post("/v1/chat/completions", json=body)).text)
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    assert chunks[-1]["usage"]["completion_tokens"] == 8 and chunks[-1]["choices"] == []
+    by_choice: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
+    for chunk in chunks[1:-1]:  # after the role chunk, before the usage chunk
+        (choice,) = chunk["choices"]
+        by_choice[choice["index"]].append(choice)
+    for index, texts, reason, first_id in ((0, zero, "stop", 0), (1, one, "length", 10)):
+        content = [c for c in by_choice[index] if c["delta"].get("content")]
+        assert len(content) == 1  # four queued tokens, one chunk
+        assert content[0]["delta"]["content"] == "".join(texts)
+        tokens = content[0]["logprobs"]["content"]
+        assert [t["token"] for t in tokens] == texts
+        assert [t["logprob"] for t in tokens] == [-0.25 * (first_id + i) for i in range(4)]
+        assert [t["top_logprobs"][0]["token"] for t in tokens] == ["?"] * 4
+        assert [c["finish_reason"] for c in by_choice[index]][-1] == reason
+        assert [c["finish_reason"] for c in by_choice[index]][:-1] == [None] * (len(by_choice[index]) - 1)
+
+
+async def test_queued_pieces_of_different_prompts_are_never_merged(make_client: MakeClient) -> None:
+    client = await make_client(engines={"fake": QueuedEngine(scripted(0, ["a", " b", " c"], "stop"))})
+    body = {"model": "fake", "prompt": ["one", "two"], "stream": True, "logprobs": 0}
+    chunks = [json.loads(d) for d in events((await client.post("/v1/completions", json=body)).text)[:-1]]
+    assert sorted(c["choices"][0]["index"] for c in chunks) == [0, 1]  # one chunk per prompt
+    for chunk in chunks:
+        choice = chunk["choices"][0]
+        assert choice["text"] == "a b c" and choice["finish_reason"] == "stop"
+        assert choice["logprobs"]["tokens"] == ["a", " b", " c"]
+        assert choice["logprobs"]["text_offset"] == [0, 1, 3]
+
+
+async def test_queued_pieces_of_a_tool_call_stream_the_call_once(make_client: MakeClient) -> None:
+    text = 'Sure.<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+    pieces = scripted(0, [text[i : i + 3] for i in range(0, len(text), 3)], "stop")
+    client = await make_client(engines={"fake": QueuedEngine(pieces)})
+    body = chat_body(stream=True, tools=[{"type": "function", "function": WEATHER}])
+    chunks = [json.loads(d) for d in events((await client.post("/v1/chat/completions", json=body)).text)[:-1]]
+    deltas = [c["choices"][0]["delta"] for c in chunks[1:]]
+    calls = [call for d in deltas for call in d.get("tool_calls", ())]
+    assert [(c.get("id", "")[:5], c["function"].get("name")) for c in calls if "id" in c] == [
+        ("call_", "get_weather")
+    ]
+    assert {c["index"] for c in calls} == {0}
+    assert json.loads("".join(c["function"]["arguments"] for c in calls)) == {"city": "Paris"}
+    assert "".join(d.get("content") or "" for d in deltas) == "Sure."
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"

@@ -19,7 +19,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (%(default)s)")
     parser.add_argument("--seed", type=int, default=None, help="seed for sampling (same seed, same answer)")
     parser.add_argument(
-        "--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"], help="%(default)s"
+        "--dtype",
+        default="auto",
+        choices=["float32", "bfloat16", "float16", "auto"],
+        help="auto: bfloat16 on a GPU, float32 on CPU (%(default)s)",
     )
     parser.set_defaults(func=run)
 

@@ -101,8 +101,9 @@ class RequestMetrics:
     def observe_token_gap(self, model: str, seconds: float, tokens: int) -> None:
         """A chunk of ``tokens`` tokens arrived ``seconds`` after the previous one."""
         if tokens > 0:
+            histogram = self.tpot.labels(model)
             for _ in range(tokens):
-                self.tpot.labels(model).observe(seconds / tokens)
+                histogram.observe(seconds / tokens)
 
 
 class _Families:

@@ -6,13 +6,17 @@ the response as it leaves:
 
 - JSON bodies of ``/v1`` routes: ``usage.prompt_tokens`` and ``completion_tokens`` (the
   Responses API's ``input_tokens`` and ``output_tokens``);
-- SSE streams: the first event carrying a token (a non-empty ``delta.content``
-  or ``text``, or a Responses ``output_text`` / ``function_call_arguments`` delta) gives the
-  time to first token, measured from the request's
-  start as the client sees it; each later token event gives a time per output
-  token (the gap since the previous one, split over the tokens it carries);
-  the tokens are the final ``usage`` chunk when the client asked for it,
-  else the number of token events.
+- SSE streams: the first chunk carrying a token gives the time to first
+  token, measured from the request's start as the client sees it; each later
+  one gives a time per output token (the gap since the previous one, split over
+  the tokens it carries). The gateway's text streams count their own tokens
+  (``scope["state"]["stream_usage"]``, see
+  :class:`~blaze_ai.server.generation.StreamState`), which costs nothing per
+  event and counts every token of an event that carries several (a client that
+  fell behind gets merged events). Other streams are parsed: a token event is a
+  non-empty ``delta.content`` or ``text``, or a Responses ``output_text`` /
+  ``function_call_arguments`` delta, and the tokens are the final ``usage``
+  chunk when the client asked for it, else the number of token events.
 
 It sits just inside the gateway's ``RequestIdMiddleware`` so the id exists,
 and records a 500 for an exception that escapes the app (the outer layer turns
@@ -131,22 +135,28 @@ class ObservabilityMiddleware:
 
     def _read_events(self, scope: Scope, x: _Exchange, body: bytes) -> None:
         now = self.clock()
+        counted = scope.get("state", {}).get("stream_usage")
+        tokens = _count(x, counted) if counted is not None else self._parse_events(x, body)
+        if not tokens:
+            return
+        model = self._model(scope, x)
+        if x.first_token_at is None:  # the rest of a first chunk's tokens came with no gap
+            x.first_token_at = x.last_token_at = now
+            self.metrics.observe_first_token(model, now - x.started)
+            tokens -= 1
+        if tokens:
+            self.metrics.observe_token_gap(model, now - x.last_token_at, tokens)
+        x.last_token_at = now
+
+    def _parse_events(self, x: _Exchange, body: bytes) -> int:
+        """The tokens in a chunk of a stream that does not count its own."""
         *events, x.sse_rest = (x.sse_rest + body).split(b"\n\n")
         tokens = 0
         for event in events:
             for line in event.split(b"\n"):
                 if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
                     tokens += self._read_chunk(x, line[5:])
-        if not tokens:
-            return
-        model = self._model(scope, x)
-        if x.first_token_at is None:
-            x.first_token_at = now
-            self.metrics.observe_first_token(model, now - x.started)
-            tokens -= 1
-        if tokens:
-            self.metrics.observe_token_gap(model, now - x.last_token_at, tokens)
-        x.last_token_at = now
+        return tokens
 
     def _read_chunk(self, x: _Exchange, data: bytes) -> int:
         """Note a chunk's usage; return how many token-carrying choices it has."""
@@ -237,6 +247,13 @@ def _route(scope: Scope) -> str:
     app = scope.get("app")
     static = {getattr(r, "path", None) for r in getattr(app, "routes", ())}
     return str(scope["path"]) if scope["path"] in static and "{" not in scope["path"] else "unmatched"
+
+
+def _count(x: _Exchange, counted: Any) -> int:
+    """The tokens a stream counted since its last chunk (its totals, kept current by the route)."""
+    tokens = int(counted.completion_total) - (x.completion_tokens or 0)
+    x.prompt_tokens, x.completion_tokens = int(counted.prompt_total), int(counted.completion_total)
+    return tokens
 
 
 def _read_usage(x: _Exchange, usage: Any) -> None:

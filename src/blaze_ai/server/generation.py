@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from blaze_ai.engines.deltas import coalesce
 from blaze_ai.engines.requests import GenerationRequest, SamplingParams, StreamDelta, StructuredOutput
 from blaze_ai.errors import BadRequestError, NotFoundError
 from blaze_ai.server.dispatch import Dispatch, RequestContext
@@ -132,17 +133,36 @@ async def execute_all(
 
 @dataclass
 class StreamState:
-    """Per-stream bookkeeping for usage: prompt tokens per source, completion tokens per choice."""
+    """Per-stream bookkeeping for usage: prompt tokens per source, completion tokens per choice.
+
+    ``prompt_total`` and ``completion_total`` are kept current as pieces are added. A route makes
+    its state with :func:`stream_state`, which publishes it as ``request.state.stream_usage``: the
+    observability middleware reads the totals as each chunk leaves (its tokens are the growth of
+    ``completion_total``), so it never parses the events, and a merged event counts every token.
+    """
 
     prompt_tokens: dict[int, int] = field(default_factory=dict)
     completion_tokens: dict[tuple[int, int], int] = field(default_factory=dict)
+    prompt_total: int = 0
+    completion_total: int = 0
 
     def add(self, source: int, piece: StreamDelta) -> None:
+        """Count a piece (its token counts are cumulative for its source and choice)."""
+        self.prompt_total += piece.prompt_tokens - self.prompt_tokens.get(source, 0)
         self.prompt_tokens[source] = piece.prompt_tokens
-        self.completion_tokens[(source, piece.index)] = piece.completion_tokens
+        choice = (source, piece.index)
+        self.completion_total += piece.completion_tokens - self.completion_tokens.get(choice, 0)
+        self.completion_tokens[choice] = piece.completion_tokens
 
     def usage(self) -> Usage:
-        return usage(sum(self.prompt_tokens.values()), sum(self.completion_tokens.values()))
+        return usage(self.prompt_total, self.completion_total)
+
+
+def stream_state(request: Request) -> StreamState:
+    """A new stream's usage bookkeeping, published as ``request.state.stream_usage``."""
+    state = StreamState()
+    request.state.stream_usage = state
+    return state
 
 
 async def open_stream(
@@ -163,11 +183,16 @@ async def pieces(
     pump: Pump, first: tuple[int, StreamDelta] | None
 ) -> AsyncIterator[list[tuple[int, StreamDelta]]]:
     """Every piece, in batches of what is ready at once (so they leave in one write), starting with
-    the one already read; the pump is closed however this ends."""
+    the one already read; the pump is closed however this ends.
+
+    A batch holds at most one piece per source and choice: when the client fell behind, the pieces
+    that queued up for a choice are merged into one (:func:`~blaze_ai.engines.deltas.coalesce`).
+    """
     try:
         item = first
         while item is not None:
-            yield [item, *pump.ready()]
+            ready = pump.ready()
+            yield coalesce([item, *ready]) if ready else [item]
             item = await pump.next()
     finally:
         pump.close()

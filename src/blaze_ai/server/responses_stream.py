@@ -229,7 +229,7 @@ async def _events(
     writer.send("response.created", response=shell("in_progress", [], None))
     writer.send("response.in_progress", response=shell("in_progress", [], None))
     yield writer.take()
-    state, reason = gen.StreamState(), None
+    state, reason = gen.stream_state(request), None
     try:
         async for batch in gen.pieces(pump, first):
             for source, piece in batch:

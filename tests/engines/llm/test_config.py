@@ -12,7 +12,8 @@ from blaze_ai.engines.llm import LLMConfig
 def test_defaults_are_valid_and_cpu_friendly() -> None:
     config = LLMConfig()
     assert config.source == "builtin:smollm2-135m"
-    assert (config.dtype, config.quantization, config.device) == ("float32", "none", "auto")
+    # dtype auto: float32 on CPU, bfloat16 on a GPU (resolve_dtype, tests/engines/llm/test_loading.py)
+    assert (config.dtype, config.quantization, config.device) == ("auto", "none", "auto")
     assert config.max_context_length is None
 
 

@@ -39,7 +39,7 @@ def greedy(prompt: str, max_tokens: int = 12, **kwargs: object) -> GenerationReq
     )  # type: ignore[arg-type]
 
 
-def make_core(model: LoadedModel, **limits: int) -> EngineCore:
+def make_core(model: LoadedModel, **limits: int | str) -> EngineCore:
     return EngineCore(model, LLMConfig(source=TINY, device="cpu", **limits))  # type: ignore[arg-type]
 
 
@@ -181,7 +181,8 @@ async def test_stream_deltas_concatenate_to_the_full_text(engine: LLMEngine) -> 
     full = await engine.execute(request)
     deltas = [d async for d in engine.stream(greedy(PROMPTS[3], 20))]
     assert "".join(d.text for d in deltas) == full.choices[0].text
-    assert len(deltas) == 20 and deltas[-1].finish_reason == "length"
+    # one delta per step while the reader keeps up; steps it missed come merged (test_outputs.py)
+    assert sum(len(d.token_ids) for d in deltas) == 20 and deltas[-1].finish_reason == "length"
 
 
 async def test_stop_sequence_cuts_the_text(engine: LLMEngine) -> None:

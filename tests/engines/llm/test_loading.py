@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
 from blaze_ai.engines.llm import LLMConfig, LoadedModel, builtins, load_model
-from blaze_ai.engines.llm.loading import check_quantization, is_checkpointing
+from blaze_ai.engines.llm.loading import check_quantization, is_checkpointing, resolve_dtype
 from blaze_ai.errors import ConfigError
 
 CPU_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without GPU")
@@ -187,7 +188,31 @@ def test_bfloat16_weights(tiny_model: LoadedModel) -> None:
 
 
 def test_auto_dtype_is_float32_on_cpu() -> None:
+    # bfloat16 is faster on an AMX CPU but changes SmolLM2's greedy text (tests/slow/test_smollm2_dtype.py).
+    assert LLMConfig().dtype == "auto"
     assert _tiny(dtype="auto").dtype == torch.float32
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, torch.bfloat16), (False, torch.float16)])
+def test_auto_dtype_on_cuda_is_bfloat16_where_supported(
+    monkeypatch: pytest.MonkeyPatch, bf16: bool, expected: torch.dtype
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    assert resolve_dtype("auto", torch.device("cuda:0")) == expected
+    assert resolve_dtype("float32", torch.device("cuda:0")) == torch.float32  # an explicit dtype wins
+
+
+def test_auto_dtype_with_int8_dynamic_loads_float32_weights_and_quantizes_them() -> None:
+    assert resolve_dtype("auto", torch.device("cpu"), "int8-dynamic") == torch.float32
+    loaded = _tiny(dtype="auto", quantization="int8-dynamic")
+    assert loaded.dtype == torch.float32
+    assert any(isinstance(m, DynamicQuantizedLinear) for m in loaded.model.modules())
+
+
+def test_the_load_log_names_the_resolved_dtype(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="blaze_ai.engines.llm.loading"):
+        _tiny(dtype="auto")
+    assert "tiny-llama loaded on cpu as float32 (dtype=auto, quantization=none)" in caplog.text
 
 
 def test_int8_dynamic_quantizes_every_linear(tiny_model: LoadedModel) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,25 +209,33 @@ def prefill_groups(lengths: list[int], overhead_tokens: float) -> list[list[int]
 
 
 def forward_overhead_tokens(model: Any, rows: int = 8, width: int = 16) -> float:
-    """What one more prefill forward pass costs, in prompt tokens, measured on this model and device.
-
-    Compares a one-token pass with a ``rows x width`` batch. Small models (or GPUs) pay mostly per
-    pass, so prompts stay in one padded batch; larger models on CPUs pay per token, so padding is
-    worth splitting off.
-    """
+    """What one more prefill forward pass of Hugging Face's forward costs, in prompt tokens."""
 
     def seconds(prompts: list[list[int]]) -> float:
-        best = math.inf
-        for _ in range(2):
-            start = time.perf_counter()
-            prefill(model, prompts, [1] * len(prompts))
-            if model.device.type == "cuda":
-                torch.cuda.synchronize(model.device)
-            best = min(best, time.perf_counter() - start)
-        return best
+        start = time.perf_counter()
+        prefill(model, prompts, [1] * len(prompts))
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+        return time.perf_counter() - start
 
-    seconds([[0] * 4])  # warm-up
-    one, batch = seconds([[0]]), seconds([[0] * width] * rows)
+    return forward_overhead_tokens_of(seconds, rows, width)
+
+
+def forward_overhead_tokens_of(
+    seconds: Callable[[list[list[int]]], float], rows: int = 8, width: int = 16
+) -> float:
+    """What one more prefill forward pass costs, in prompt tokens, measured with ``seconds(prompts)``.
+
+    Compares a one-token pass with a ``rows x width`` batch (best of two each). Small models (or
+    GPUs) pay mostly per pass, so prompts stay in one padded batch; larger models on CPUs pay per
+    token, so padding is worth splitting off.
+    """
+
+    def best(prompts: list[list[int]]) -> float:
+        return min(seconds(prompts) for _ in range(2))
+
+    best([[0] * 4])  # warm-up
+    one, batch = best([[0]]), best([[0] * width] * rows)
     return one / max((batch - one) / (rows * width - 1), 1e-9)
 
 

@@ -9,6 +9,7 @@ from blaze_ai.engines.llm import builtins
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 QUANTIZATIONS = ("none", "int8-dynamic", "bnb-8bit", "bnb-4bit")
+DECODE_PATHS = ("auto", "paged", "hf")
 _DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -23,8 +24,9 @@ class LLMConfig:
 
     #: ``builtin:NAME``, a local Hugging Face folder, or a hub id (needs network).
     source: str = "builtin:smollm2-135m"
-    #: Weight dtype: float32, bfloat16, float16 (GPU only) or auto (bfloat16 on GPU, else float32).
-    dtype: str = "float32"
+    #: Weight dtype: float32, bfloat16, float16 (GPU only) or auto: bfloat16 on a GPU (float16 where
+    #: bfloat16 is unsupported), float32 on CPU and with int8-dynamic ([why](models.md#the-default-dtype)).
+    dtype: str = "auto"
     #: none, int8-dynamic (CPU), bnb-8bit or bnb-4bit (GPU with bitsandbytes).
     quantization: str = "none"
     #: auto (cuda when present), cpu, cuda or cuda:N.
@@ -39,6 +41,13 @@ class LLMConfig:
     max_queued_requests: int = 256
     #: Cap on prompt plus generated tokens; None uses the model's own context length.
     max_context_length: int | None = None
+    #: auto (paged where the architecture allows it), paged (a static-shape step over a paged KV
+    #: cache allocated at start: Llama, Mistral, Qwen2, Qwen3) or hf (Hugging Face's forward).
+    decode_path: str = "auto"
+    #: On CUDA, replay paged decode steps from CUDA graphs captured at start.
+    cuda_graphs: bool = True
+    #: Rows longer than this many tokens decode without graphs (graph count and memory grow with it).
+    cuda_graph_max_context: int = 4096
     #: Trade compute for activation memory when fine-tuning the loaded model; no effect on serving.
     gradient_checkpointing: bool = False
     #: Allow model code shipped inside the model folder or hub repo to run.
@@ -62,6 +71,10 @@ class LLMConfig:
                 f"LLMConfig.quantization={self.quantization!r} is unknown: "
                 f"use one of {', '.join(QUANTIZATIONS)}"
             )
+        if self.decode_path not in DECODE_PATHS:
+            raise ValueError(
+                f"LLMConfig.decode_path={self.decode_path!r} is unknown: use one of {', '.join(DECODE_PATHS)}"
+            )
         if not _DEVICE_RE.fullmatch(self.device):
             raise ValueError(f"LLMConfig.device={self.device!r} is unknown: use auto, cpu, cuda or cuda:N")
 
@@ -84,7 +97,12 @@ class LLMConfig:
             raise ValueError("LLMConfig.amp does not work with int8-dynamic quantized layers: set amp=false")
 
     def _check_limits(self) -> None:
-        for name in ("max_batch_size", "max_tokens_in_flight", "max_queued_requests"):
+        for name in (
+            "max_batch_size",
+            "max_tokens_in_flight",
+            "max_queued_requests",
+            "cuda_graph_max_context",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"LLMConfig.{name}={value!r} must be an integer >= 1")

@@ -5,15 +5,18 @@ One :meth:`EngineCore.step` is one iteration of continuous batching:
 1) admit: apply aborts, drop queued requests past their deadline, and let the
    scheduler move waiting requests into the batch within its row and token budget;
 2) decode: one forward pass over the running rows, one new token each;
-3) prefill: newcomers run their prompts as their own batches (grouped by
-   length so that little is spent on padding; each prompt once, its rows
-   repeated for ``n`` choices; prompts to be scored in batches of their own,
-   which keep every position's logits) and get their first token;
-4) post-process: sample every row at once (penalties, bans and grammar masks
-   applied per row, see :mod:`.sampling`), advance grammar matchers,
-   detokenise, check EOS, stop tokens, length and stop sequences, emit deltas;
-   merge the newcomers' KV cache into the running batch and filter finished
-   rows out.
+3) prefill: finished rows leave the batch, and newcomers run their prompts as
+   their own batches (grouped by length so that little is spent on padding;
+   each prompt once, its rows repeated for ``n`` choices; prompts to be scored
+   in batches of their own, which keep every position's logits), join the
+   running rows and get their first token.
+
+After each forward pass, every row is sampled at once (penalties, bans and
+grammar masks applied per row, see :mod:`.sampling`), grammar matchers advance,
+text is detokenised and EOS, stop tokens, length and stop sequences are checked
+before deltas are emitted. The keys and values live in the runner
+(:mod:`.runner`): a paged pool with a static-shape decode step where the
+architecture allows it, else Hugging Face's forward.
 
 So a request joins between two decode steps and leaves as soon as it is done:
 a short request never waits for a long one. Everything here runs on the one
@@ -33,6 +36,7 @@ from blaze_ai.engines.llm import chat
 from blaze_ai.engines.llm.config import LLMConfig
 from blaze_ai.engines.llm.detokenizer import Detokenizer, StopMatcher
 from blaze_ai.engines.llm.loading import LoadedModel
+from blaze_ai.engines.llm.runner import make_runner
 from blaze_ai.engines.llm.sampling import RowSampling, Sampled, StepContext, make_generator, sample
 from blaze_ai.engines.llm.scheduler import Scheduler, SchedulerConfig, Ticket
 from blaze_ai.engines.llm.sequence import CoreStats, RequestState, Sequence, StepOutput
@@ -65,11 +69,13 @@ class EngineCore:
         self._requests: dict[str, RequestState] = {}
         self._aborts: set[str] = set()
         self._rows: list[Sequence] = []
-        self._batch: kv.KVBatch | None = None
+        self.runner = make_runner(loaded, config, self.max_context)
+        #: What warm_up measured and captured (decode path, KV pool, CUDA graphs), for the snapshot.
+        self.warm_up_report: dict[str, Any] = {}
         self._eos = frozenset(loaded.eos_token_ids)
         self.vocab = Vocabulary(loaded.tokenizer)
         self.grammars = Grammars(loaded.tokenizer, loaded.model.config.vocab_size, loaded.eos_token_ids)
-        #: One prefill forward pass costs as much as this many prompt tokens; None until calibrated
+        #: One prefill forward pass costs as much as this many prompt tokens; None until warmed up
         #: (then every step's newcomers are prefilled as one batch).
         self.prefill_overhead_tokens: float | None = None
 
@@ -149,23 +155,25 @@ class EngineCore:
         if not self._rows and not newcomers:
             return outputs
         with torch.inference_mode(), self.loaded.autocast(self.config.amp):
-            # 2) decode one token for every running row
-            if self._rows and self._batch is not None:
-                logits = kv.decode(self.loaded.model, self._batch, [s.last_token for s in self._rows])
+            # 2) decode one token for every running row (aborted rows leave first)
+            self._drop_finished()
+            if self._rows:
+                logits = self.runner.decode([s.last_token for s in self._rows])
                 self._advance(self._rows, logits, outputs)
-            # 3) prefill newcomers as their own batch and merge them in
+            # 3) prefill newcomers into the rows that finished rows free
+            self._drop_finished()
             if newcomers:
                 self._prefill(newcomers, outputs)
-            # 4) filter finished rows out
-            self._drop_finished()
+                self._drop_finished()
         self.stats.steps += 1
         self.stats.last_batch_size = len(self._rows)
         return outputs
 
-    def calibrate(self) -> None:
-        """Measure what a prefill forward pass costs in prompt tokens (run once, on the engine thread)."""
+    def warm_up(self) -> None:
+        """Measure what a prefill pass costs and capture CUDA graphs (once, on the engine thread)."""
         with torch.inference_mode(), self.loaded.autocast(self.config.amp):
-            self.prefill_overhead_tokens = kv.forward_overhead_tokens(self.loaded.model)
+            self.warm_up_report = self.runner.warm_up()
+        self.prefill_overhead_tokens = self.runner.prefill_overhead_tokens
 
     def _prefill_groups(self, newcomers: list[RequestState]) -> list[list[int]]:
         """Newcomers' indices in prefill batches: scored prompts apart, each kind grouped by length."""
@@ -193,11 +201,10 @@ class EngineCore:
         for group in self._prefill_groups(newcomers):
             requests = [newcomers[i] for i in group]
             scored = requests[0].scores_prompt
-            logits, new_batch, full = kv.prefill(
-                self.loaded.model,
+            logits, full = self.runner.prefill(
                 [r.prompt_ids for r in requests],
                 [r.request.params.n for r in requests],
-                max_rows=self.config.max_batch_size,
+                [len(r.prompt_ids) + r.max_tokens for r in requests],
                 keep_all=scored,
             )
             if full is not None:
@@ -211,19 +218,20 @@ class EngineCore:
             if generating:
                 index = torch.tensor(generating, device=logits.device)
                 self._advance([rows[i] for i in generating], logits.index_select(0, index), outputs)
-            self._batch = new_batch if self._batch is None else kv.merge(self._batch, new_batch)
             self._rows.extend(rows)
             self.stats.prefill_passes += 1
             self.stats.prompt_tokens += sum(len(r.prompt_ids) for r in requests)
 
     def _prompt_logprobs(self, state: RequestState, logits: torch.Tensor) -> list[TokenLogprob]:
-        """Log probability of each prompt token given the ones before it (the first has none)."""
+        """Log probability of each prompt token given the ones before it (the first has none).
+
+        ``logits [len(prompt), vocab]`` are the model's outputs at the prompt's positions.
+        """
         prompt, k = state.prompt_ids, state.request.params.prompt_logprobs or 0
         result = [self.vocab.logprob(prompt[0], None)]
         if len(prompt) < 2:
             return result
-        width = logits.shape[0]
-        scores = torch.log_softmax(logits[width - len(prompt) : width - 1].float(), dim=-1)
+        scores = torch.log_softmax(logits[: len(prompt) - 1].float(), dim=-1)
         targets = torch.tensor(prompt[1:], device=scores.device)
         chosen = scores.gather(1, targets[:, None]).squeeze(1).tolist()
         top_values, top_ids = scores.topk(k, dim=-1) if k else (None, None)
@@ -370,10 +378,7 @@ class EngineCore:
         finished = [i for i, seq in enumerate(self._rows) if seq.finish is not None]
         if not finished:
             return
-        if len(finished) == len(self._rows) or self._batch is None:
-            self._rows, self._batch = [], None
-            return
-        self._rows = [self._rows[i] for i in self._batch.drop(finished)]
+        self._rows = [self._rows[i] for i in self.runner.drop(finished)]
 
     def fail_all(self, error: BlazeError) -> list[StepOutput]:
         """After a crash in step: end every running and queued request with ``error``."""
@@ -383,7 +388,8 @@ class EngineCore:
                 self.scheduler.abort(request_id)
             self._requests.clear()
             self._aborts.clear()
-        self._rows, self._batch = [], None
+        self._rows = []
+        self.runner.clear()
         return [StepOutput(request_id, error=error, finished=True) for request_id in ids]
 
     # -- tokenizer service (any thread) -----------------------------------------------------------

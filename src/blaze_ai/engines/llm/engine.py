@@ -3,10 +3,13 @@
 The model runs on one dedicated thread that calls ``core.step()`` while there
 is work and sleeps otherwise, so the event loop stays free. Each step's
 outputs go back to the event loop in one ``call_soon_threadsafe`` call and
-are sorted per request: a streamed request's deltas go into its
-``asyncio.Queue``; a whole (``execute``) request's deltas are held by a
-:class:`_Collector` that wakes its caller once, when the request ends, so a
-request that nobody streams costs the event loop no wake-up per token.
+are sorted per request (see :mod:`blaze_ai.engines.llm.outputs`): a streamed
+request's outputs go into its :class:`OutputStream`, whose reader takes all
+that queued up while it was busy and yields them merged per choice (one delta
+for several steps, :func:`~blaze_ai.engines.deltas.coalesce`); a whole
+(``execute``) request's deltas are held by a :class:`Collector` that wakes its
+caller once, when the request ends, so a request that nobody streams costs the
+event loop no wake-up per token.
 ``execute`` and ``stream`` add the request (errors such as a full queue or an
 over-long prompt are raised at once); cancelling ``execute`` or closing the
 stream aborts the request at the next step.
@@ -33,6 +36,8 @@ from blaze_ai.engines.base import HealthReport
 from blaze_ai.engines.llm.config import LLMConfig
 from blaze_ai.engines.llm.core import EngineCore, StepOutput
 from blaze_ai.engines.llm.loading import LoadedModel, load_model
+from blaze_ai.engines.llm.outputs import Collector, OutputStream
+from blaze_ai.engines.llm.runner import kv_pool_tokens
 from blaze_ai.engines.requests import (
     Completion,
     DetokenizeRequest,
@@ -56,30 +61,6 @@ log = logging.getLogger(__name__)
 _IDLE_WAIT_S = 1.0
 
 
-class _Collector:
-    """Holds a whole request's deltas; ``done`` resolves once, when the request ends or fails."""
-
-    __slots__ = ("deltas", "done", "finished")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.deltas: list[StreamDelta] = []
-        self.done: asyncio.Future[list[StreamDelta]] = loop.create_future()
-        self.finished = False
-
-    def put_nowait(self, output: StepOutput) -> None:
-        """Take one step's output (the same call as ``asyncio.Queue.put_nowait``)."""
-        if self.done.done():  # the waiter was cancelled
-            return
-        self.finished = output.finished
-        if output.error is not None:
-            self.done.set_exception(output.error)
-        else:
-            if output.delta is not None:
-                self.deltas.append(output.delta)
-            if output.finished:
-                self.done.set_result(self.deltas)
-
-
 class LLMEngine:
     """Serves one causal LM with continuous batching (kind ``"llm"``)."""
 
@@ -96,7 +77,7 @@ class LLMEngine:
         self._wake = threading.Event()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queues: dict[str, asyncio.Queue[StepOutput] | _Collector] = {}
+        self._queues: dict[str, OutputStream | Collector] = {}
         self._last_error: str | None = None
         self._started_at: float | None = None
 
@@ -113,12 +94,24 @@ class LLMEngine:
         if self._thread is not None:
             return
         loaded = await run_in_thread(self._load)
-        self._core = EngineCore(loaded, self.config)
+        self._core = await run_in_thread(self._prepare, loaded)
         self._loop = asyncio.get_running_loop()
         self._stopping = False
         self._started_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"blaze-llm-{loaded.name}", daemon=True)
         self._thread.start()
+
+    def _prepare(self, loaded: LoadedModel) -> EngineCore:
+        """The engine core, its KV cache allocated, prefill measured and CUDA graphs captured."""
+        core = EngineCore(loaded, self.config)
+        try:
+            core.warm_up()
+        except Exception as exc:  # without the measurement each step's newcomers form one prefill batch
+            log.warning(
+                "warm-up of %s failed, serving without it: %s: %s", loaded.name, type(exc).__name__, exc
+            )
+        log.info("%s ready: %s", loaded.name, ", ".join(f"{k}={v}" for k, v in core.warm_up_report.items()))
+        return core
 
     def _load(self) -> LoadedModel:
         if self._model_cache is None:
@@ -127,7 +120,7 @@ class LLMEngine:
             self.cache_key,
             lambda: load_model(self.config, self._progress),
             # the budget counts the KV cache of a full batch, not just the weights
-            extra_bytes=lambda m: m.kv_cache_bytes(self.config.max_tokens_in_flight),
+            extra_bytes=lambda m: m.kv_cache_bytes(kv_pool_tokens(self.config)),
             pin=True,
         )
         return loaded
@@ -158,10 +151,6 @@ class LLMEngine:
     def _run(self) -> None:
         core = self._core
         assert core is not None and self._loop is not None
-        try:
-            core.calibrate()
-        except Exception as exc:  # without the measurement each step's newcomers form one prefill batch
-            log.warning("could not measure the prefill cost of %s: %s", core.loaded.name, exc)
         while not self._stopping:
             if not core.has_work():
                 self._wake.wait(_IDLE_WAIT_S)
@@ -190,7 +179,7 @@ class LLMEngine:
             raise UnavailableError("the LLM engine is not started")
         return self._core
 
-    def _claim(self, request_id: str, sink: asyncio.Queue[StepOutput] | _Collector) -> None:
+    def _claim(self, request_id: str, sink: OutputStream | Collector) -> None:
         """Route ``request_id``'s outputs to ``sink``; an id already in flight is refused."""
         if request_id in self._queues:
             raise BadRequestError(f"request id {request_id!r} is already in use")
@@ -200,24 +189,20 @@ class LLMEngine:
         """Add the request and yield its deltas; abort it if the consumer goes away."""
         core = self._ready_core()
         request_id = request.request_id
-        queue: asyncio.Queue[StepOutput] = asyncio.Queue()
+        stream = OutputStream(asyncio.get_running_loop())
         await self._compile_grammar(core, request)
-        self._claim(request_id, queue)
-        finished = added = False
+        self._claim(request_id, stream)
+        added = False
         try:
             core.add_request(request)
             added = True
             self._wake.set()
-            while not finished:
-                output = await queue.get()
-                finished = output.finished
-                if output.error is not None:
-                    raise output.error
-                if output.delta is not None:
-                    yield output.delta
+            while not stream.finished:
+                for delta in await stream.deltas():  # a reader that fell behind gets several steps at once
+                    yield delta
         finally:
             self._queues.pop(request_id, None)
-            if added and not finished:
+            if added and not stream.ended:
                 core.abort(request_id)
                 self._wake.set()
 
@@ -229,7 +214,7 @@ class LLMEngine:
         """Add the request and return all its deltas at the end; abort it if the caller is cancelled."""
         core = self._ready_core()
         request_id = request.request_id
-        collector = _Collector(asyncio.get_running_loop())
+        collector = Collector(asyncio.get_running_loop())
         await self._compile_grammar(core, request)
         self._claim(request_id, collector)
         added = False
@@ -318,6 +303,7 @@ class LLMEngine:
             "ttft_avg_s": round(s.ttft_sum_s / s.ttft_count, 4) if s.ttft_count else 0.0,
             "memory_bytes": core.loaded.memory_bytes(),
             "last_error": self._last_error,
+            **core.warm_up_report,
         }
 
 

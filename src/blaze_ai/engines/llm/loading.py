@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import time
 import warnings
@@ -24,6 +25,8 @@ from blaze_ai.engines.llm.config import LLMConfig
 from blaze_ai.errors import ConfigError, EngineFailureError
 
 Progress = Callable[[str, float], None]
+
+log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: Share of the progress bar given to building a built-in (the rest is loading it).
@@ -96,10 +99,16 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
-def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
-    """The weight dtype for ``spec`` on ``device``; float16 is refused on CPU."""
+def resolve_dtype(spec: str, device: torch.device, quantization: str = "none") -> torch.dtype:
+    """The weight dtype for ``spec`` on ``device``; float16 is refused on CPU.
+
+    ``auto`` is bfloat16 on CUDA (float16 where the GPU has no bfloat16) and float32 on CPU and for
+    int8-dynamic, which quantizes float32 weights. On CPU bfloat16 decodes about 3x faster where the
+    CPU has AMX, but its greedy text differs from float32's on the built-in prompts, so it stays
+    opt-in there (docs/models.md#the-default-dtype).
+    """
     if spec == "auto":
-        if device.type != "cuda":
+        if device.type != "cuda" or quantization == "int8-dynamic":
             return torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if spec == "float16" and device.type != "cuda":
@@ -143,7 +152,7 @@ def load_model(config: LLMConfig, progress: Progress | None = None) -> LoadedMod
     report = progress or (lambda stage, fraction: None)
     started = time.monotonic()
     device = resolve_device(config.device)
-    dtype = resolve_dtype(config.dtype, device)
+    dtype = resolve_dtype(config.dtype, device, config.quantization)
     check_quantization(config.quantization, device)
     with _quiet_progress_bars(progress is not None):
         path, name, local = _resolve_source(config.source, report)
@@ -168,7 +177,22 @@ def load_model(config: LLMConfig, progress: Progress | None = None) -> LoadedMod
         load_seconds=time.monotonic() - started,
     )
     report("ready", 1.0)
+    log.info(
+        "%s loaded on %s as %s (dtype=%s, quantization=%s): %.0f MiB of weights in %.1f s",
+        name,
+        device,
+        dtype_name(dtype),
+        config.dtype,
+        config.quantization,
+        loaded.memory_bytes() / 2**20,
+        loaded.load_seconds,
+    )
     return loaded
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``bfloat16``, the spelling of LLMConfig.dtype."""
+    return str(dtype).removeprefix("torch.")
 
 
 @contextlib.contextmanager

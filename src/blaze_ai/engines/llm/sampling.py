@@ -181,25 +181,50 @@ def _revive(logits: torch.Tensor, rows: list[int], fallback: int) -> None:
 
 
 def _sample_rows(logits: torch.Tensor, rows: list[RowSampling]) -> torch.Tensor:
-    """Sample each row with its temperature, top-k, top-p and min-p by inverse transform."""
+    """Sample each row with its temperature, top-k, top-p and min-p by inverse transform.
+
+    The vocabulary is sorted only for rows with a top-p below 1 (top-k takes the k largest, min-p
+    compares with the largest): inverse transform needs no order, so most rows skip the sort.
+    """
     device = logits.device
     temps = torch.tensor([max(row.temperature, 1e-5) for row in rows], device=device)
-    sorted_logits, order = torch.sort(logits / temps[:, None], dim=-1, descending=True)
-    vocab = logits.shape[-1]
-    top_k = torch.tensor([row.top_k if row.top_k > 0 else vocab for row in rows], device=device)
-    ranks = torch.arange(vocab, device=device)[None, :]
-    sorted_logits = sorted_logits.masked_fill(ranks >= top_k[:, None], float("-inf"))
-    probs = torch.softmax(sorted_logits, dim=-1)
-    min_p = torch.tensor([row.min_p for row in rows], device=device)[:, None]
-    probs = probs.masked_fill(probs < min_p * probs[:, :1], 0.0)  # the most likely token always stays
-    cumulative = probs.cumsum(dim=-1)
-    top_p = torch.tensor([row.top_p for row in rows], device=device)
-    # Keep the smallest prefix whose mass reaches top_p: drop tokens whose preceding mass already does.
-    probs = probs.masked_fill((cumulative - probs) >= top_p[:, None] * cumulative[:, -1:], 0.0)
+    scaled = logits / temps[:, None]
+    if any(0 < row.top_k < logits.shape[-1] for row in rows):
+        _keep_top_k(scaled, [row.top_k for row in rows])
+    probs = torch.softmax(scaled, dim=-1)
+    if any(row.min_p > 0 for row in rows):
+        min_p = torch.tensor([row.min_p for row in rows], device=device)[:, None]
+        top = probs.amax(dim=-1, keepdim=True)
+        probs = probs.masked_fill(probs < min_p * top, 0.0)  # the most likely token always stays
+    nucleus = [i for i, row in enumerate(rows) if row.top_p < 1.0]
+    if nucleus:
+        index = torch.tensor(nucleus, device=device)
+        top_p = torch.tensor([rows[i].top_p for i in nucleus], device=device)
+        probs.index_copy_(0, index, _keep_top_p(probs.index_select(0, index), top_p))
     cumulative = probs.cumsum(dim=-1)
     uniforms = _uniforms(rows).to(device) * cumulative[:, -1]
-    picked_rank = torch.searchsorted(cumulative, uniforms[:, None], right=True).clamp_(max=vocab - 1)
-    return order.gather(1, picked_rank).squeeze(1)
+    picked = torch.searchsorted(cumulative, uniforms[:, None], right=True)
+    return picked.clamp_(max=logits.shape[-1] - 1).squeeze(1)
+
+
+def _keep_top_k(scaled: torch.Tensor, top_k: list[int]) -> None:
+    """Set values below each row's ``top_k``-th largest to -inf, in place (0 keeps the row whole)."""
+    vocab = scaled.shape[-1]
+    ks = [k if 0 < k < vocab else vocab for k in top_k]
+    deepest = max(k for k in ks if k < vocab)  # the caller has at least one row with a top-k
+    largest = scaled.topk(deepest, dim=-1).values
+    kth = largest.gather(1, torch.tensor([min(k, deepest) - 1 for k in ks], device=scaled.device)[:, None])
+    kth[torch.tensor([k == vocab for k in ks], device=scaled.device)] = float("-inf")
+    scaled.masked_fill_(scaled < kth, float("-inf"))
+
+
+def _keep_top_p(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Zero all but the smallest set of most likely tokens whose mass reaches ``top_p`` (per row)."""
+    ordered, order = torch.sort(probs, dim=-1, descending=True)
+    cumulative = ordered.cumsum(dim=-1)
+    # Drop tokens whose preceding mass already reaches top_p (the most likely token always stays).
+    drop = (cumulative - ordered) >= top_p[:, None] * cumulative[:, -1:]
+    return probs.scatter(1, order, ordered.masked_fill(drop, 0.0))
 
 
 def _uniforms(rows: list[RowSampling]) -> torch.Tensor:

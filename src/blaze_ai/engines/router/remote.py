@@ -404,10 +404,14 @@ async def _sse_deltas(
                 yield item
             else:
                 finished.append(item)
+    if finished and "completion_tokens" in usage:
+        # Counting chunks undercounts a chunk that carries several tokens (a replica merges what
+        # queued up for a slow reader); the usage total is exact, so the last choice takes the rest.
+        finished[-1].completion_tokens += int(usage["completion_tokens"]) - sum(
+            item.completion_tokens for item in finished
+        )
     for item in finished:
         item.prompt_tokens = int(usage.get("prompt_tokens", 0))
-        if len(finished) == 1 and "completion_tokens" in usage:
-            item.completion_tokens = int(usage["completion_tokens"])
         yield item
 
 

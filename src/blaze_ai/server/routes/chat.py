@@ -235,7 +235,7 @@ async def _chunks(
     pump: Pump,
     first: tuple[int, StreamDelta] | None,
 ) -> AsyncIterator[bytes]:
-    state = gen.StreamState()
+    state = gen.stream_state(request)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     events = _Events(request, body, plan)
     roles = [ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content="")) for i in range(body.n or 1)]

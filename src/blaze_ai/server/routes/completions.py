@@ -120,7 +120,7 @@ def _completion(results: list[GenerationResult], body: CompletionRequest, reques
 async def _chunks(
     request: Request, body: CompletionRequest, pump: Pump, first: tuple[int, StreamDelta] | None
 ) -> AsyncIterator[bytes]:
-    state = gen.StreamState()
+    state = gen.stream_state(request)
     n = body.n or 1
     base: dict[str, Any] = {
         "id": f"cmpl-{request.state.request_id}",
