@@ -55,12 +55,19 @@ models:
   - name: bench
     kind: llm
     llm: {{source: "{source}", device: cpu, dtype: {dtype}, max_batch_size: {batch},
-          max_tokens_in_flight: 65536, max_queued_requests: 1024, quantization: {quantization}}}
+          max_tokens_in_flight: 65536, max_queued_requests: 1024, {extra}}}
 """
-#: Blaze's own rows: the same weights, and (only where asked for) its CPU int8 option, which changes
-#: the numbers the model computes and so is never one of the compared peers.
-BLAZE_VARIANTS = {"blaze": "none", "blaze-int8": "int8-dynamic"}
+#: Blaze's own rows and the LLM options they set: the defaults; the compiled decode step (minutes
+#: of compiling at start, the same numbers); the CPU int8 option, which changes the numbers the model
+#: computes and so is never one of the compared peers.
+BLAZE_VARIANTS = {
+    "blaze": "quantization: none",
+    "blaze-compiled": "compile: true",
+    "blaze-int8": "quantization: int8-dynamic",
+}
 KINDS = (*BLAZE_VARIANTS, *PEERS, VLLM)
+#: The Blaze rows set against each peer (int8 computes other numbers, so it is no like-for-like row).
+COMPARED = ("blaze", "blaze-compiled")
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -181,7 +188,7 @@ def make_server(name: str, args: argparse.Namespace, workdir: Path) -> Server:
     if kind in BLAZE_VARIANTS:
         config = workdir / f"{name}.yaml"
         config.write_text(BLAZE_YAML.format(source=args.model, dtype=dtype, batch=args.concurrency,
-                                            quantization=BLAZE_VARIANTS[kind]))  # fmt: skip
+                                            extra=BLAZE_VARIANTS[kind]))  # fmt: skip
         command = [python, "-m", "blaze_ai.cli", "serve", "--config", str(config), "--port", str(port)]
         return Server(name, command, port, "/health/ready", log)
     if kind == VLLM:
@@ -320,41 +327,43 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def per_peer(results: dict[str, Any]) -> dict[str, Any]:
+def per_peer(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Blaze / each peer: tokens/s whole and streamed, streamed TTFT p99.
 
-    Each peer is set against the Blaze row of its own dtype where one ran, else the reference row.
+    Each peer is set against the Blaze rows of its own dtype (plain and compiled) where they ran,
+    else the reference row.
     """
     servers, default = results["servers"], results["dtype"]
-    reference = reference_blaze(list(servers))
-    same_dtype = {dtype_of(n, default): n for n in reversed(servers) if split_name(n)[0] == "blaze"}
-    out: dict[str, Any] = {}
+    out: list[dict[str, Any]] = []
     for name, peer in servers.items():
-        blaze = same_dtype.get(dtype_of(name, default), reference)
-        ran = "whole" in peer or "stream" in peer
-        if split_name(name)[0] in BLAZE_VARIANTS or blaze is None or not ran:
+        if split_name(name)[0] in BLAZE_VARIANTS or not ("whole" in peer or "stream" in peer):
             continue
-        rows = servers[blaze]
-        out[name] = {
-            "blaze": blaze,
-            "whole_tokens_per_s": _ratio(rows, peer, "whole", "tokens_per_s"),
-            "stream_tokens_per_s": _ratio(rows, peer, "stream", "tokens_per_s"),
-            "stream_ttft_p99": _ratio(rows, peer, "stream", "ttft_p99_s"),
-        }
+        dtype = dtype_of(name, default)
+        own = [n for n in servers if split_name(n)[0] in COMPARED and dtype_of(n, default) == dtype]
+        reference = reference_blaze(list(servers))
+        for blaze in own or ([reference] if reference else []):
+            rows = servers[blaze]
+            out.append({
+                "peer": name,
+                "blaze": blaze,
+                "whole_tokens_per_s": _ratio(rows, peer, "whole", "tokens_per_s"),
+                "stream_tokens_per_s": _ratio(rows, peer, "stream", "tokens_per_s"),
+                "stream_ttft_p99": _ratio(rows, peer, "stream", "ttft_p99_s"),
+            })  # fmt: skip
     return out
 
 
-def per_peer_table(table: dict[str, Any]) -> list[str]:
+def per_peer_table(table: list[dict[str, Any]]) -> list[str]:
     """The markdown lines of ``per_peer``'s ratios (empty when no peer ran)."""
     if not table:
         return []
     lines = ["### Blaze / each peer (tokens/s above 1 and TTFT below 1 favour Blaze)", "",
              "| peer | Blaze row | tokens/s whole | tokens/s streamed | TTFT p99 streamed |",
              "|---|---|---:|---:|---:|"]  # fmt: skip
-    for name, r in table.items():
+    for r in table:
         keys = ("whole_tokens_per_s", "stream_tokens_per_s", "stream_ttft_p99")
         cells = ["-" if r[k] is None else f"{r[k]:.2f}x" for k in keys]
-        lines.append(f"| {name} | {r['blaze']} | {' | '.join(cells)} |")
+        lines.append(f"| {r['peer']} | {r['blaze']} | {' | '.join(cells)} |")
     return [*lines, ""]
 
 
@@ -385,8 +394,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--servers",
         default="blaze,litserve,rayserve,fastapi",
-        help="blaze, blaze-int8 (Blaze, int8-dynamic weights), litserve, rayserve, fastapi, vllm; "
-        "each may end in -bf16 or -fp32 (e.g. blaze-bf16,vllm-bf16)",
+        help="blaze, blaze-compiled (compile: true), blaze-int8 (int8-dynamic weights), litserve, rayserve, "
+        "fastapi, vllm; each may end in -bf16 or -fp32 (e.g. blaze-bf16,vllm-bf16)",
     )
     parser.add_argument("--modes", default="whole,stream", help="whole, stream or both")
     parser.add_argument("--requests", type=int, default=200)

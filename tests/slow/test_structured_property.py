@@ -160,7 +160,7 @@ class Finished:
 
 def generate(model: LoadedModel, requests: list[GenerationRequest]) -> dict[str, Finished]:
     """Run ``requests`` as one continuous batch; their text and finish reasons by request id."""
-    config = LLMConfig(source=SMOLLM2, device="cpu", max_batch_size=128, max_tokens_in_flight=1 << 22)
+    config = LLMConfig(source=SMOLLM2, device="cpu", max_batch_size=128, max_tokens_in_flight=1 << 16)
     core = EngineCore(model, config)
     for request in requests:
         core.add_request(request)

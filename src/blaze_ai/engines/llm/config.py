@@ -48,6 +48,10 @@ class LLMConfig:
     cuda_graphs: bool = True
     #: Rows longer than this many tokens decode without graphs (graph count and memory grow with it).
     cuda_graph_max_context: int = 4096
+    #: Compile the paged decode step with torch.compile (inductor, weights frozen) at warm-up, on
+    #: CPU: SmolLM2's 64-row step runs ~1.5x faster after about 1.5 minutes of compiling on 2 cores.
+    #: Not on CUDA, where CUDA graphs remove the launch overhead.
+    compile: bool = False
     #: Trade compute for activation memory when fine-tuning the loaded model; no effect on serving.
     gradient_checkpointing: bool = False
     #: Allow model code shipped inside the model folder or hub repo to run.

@@ -38,7 +38,8 @@ class PagedCache:
     ) -> None:
         self.block_size = block_size
         self.blocks_per_row = math.ceil(max_context / block_size)
-        # Every row may waste part of its last block: room for that on top of the token budget.
+        # No more than every row at full context; every row may waste part of its last block.
+        tokens = min(tokens, max_rows * self.blocks_per_row * block_size)
         blocks = 1 + math.ceil(tokens / block_size) + max_rows
         size = (blocks * block_size, shape.kv_heads, shape.head_dim)
         self.keys = [torch.zeros(size, device=device, dtype=dtype) for _ in range(shape.layers)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -81,6 +82,10 @@ def make_runner(loaded: LoadedModel, config: LLMConfig, max_context: int) -> Run
     runner = PagedRunner(loaded, config.max_batch_size, config.max_tokens_in_flight, max_context)
     if loaded.device.type == "cuda" and config.cuda_graphs:
         runner.use_graphs(min(max_context, config.cuda_graph_max_context))
+    elif config.compile and loaded.device.type == "cpu":
+        runner.use_compile()
+    elif config.compile:
+        log.info("compile is for CPU; %s on %s replays CUDA graphs instead", loaded.name, loaded.device)
     return runner
 
 
@@ -148,6 +153,7 @@ class PagedRunner:
         )
         self.decoder = PagedDecoder(loaded.model, self.cache.keys, self.cache.values, BLOCK_SIZE)
         self.graphs: DecodeGraphs | None = None
+        self._compiled: Callable[..., torch.Tensor] | None = None
         self.prefill_overhead_tokens: float | None = None
         self.max_rows = max_rows
 
@@ -155,6 +161,10 @@ class PagedRunner:
         """Replay decode steps from CUDA graphs for rows of up to ``max_context`` tokens."""
         blocks = min(self.cache.blocks_per_row, math.ceil(max_context / BLOCK_SIZE))
         self.graphs = DecodeGraphs(self.decoder, self.max_rows, blocks, self.device)
+
+    def use_compile(self) -> None:
+        """Run decode steps through torch.compile (compiled once, at warm-up, for every shape)."""
+        self._compiled = torch.compile(self.decoder.decode, dynamic=True, options={"freezing": True})
 
     def prefill(
         self, prompts: list[list[int]], repeats: list[int], reserve: list[int], *, keep_all: bool = False
@@ -202,10 +212,42 @@ class PagedRunner:
             logits = self.graphs.run(ids, positions, slots, cache.tables[:rows], needed)
             if logits is not None:
                 return logits
+        if self._compiled is not None:
+            return self._compiled_decode(ids, positions, slots, cache.tables[:rows], needed)
         device = self.device
         return self.decoder.decode(
             ids.to(device), positions.to(device), slots.to(device), cache.tables[:rows, :needed].to(device)
         )
+
+    def _compiled_decode(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        slots: torch.Tensor,
+        tables: torch.Tensor,
+        blocks: int,
+        *,
+        mark_dynamic: bool = False,
+    ) -> torch.Tensor:
+        """The compiled step, padded to at least 2 rows and 2 blocks.
+
+        Sizes 0 and 1 are specialised by the compiler: a lone request or a first block would
+        otherwise compile the step again (minutes) in the middle of serving. Padded rows write
+        and read the scratch block.
+        """
+        assert self._compiled is not None
+        count, rows, width = len(ids), max(2, len(ids)), max(2, blocks)
+        vectors = [torch.zeros(rows, dtype=torch.long) for _ in range(3)]
+        for padded, values in zip(vectors, (ids, positions, slots), strict=True):
+            padded[:count] = values
+        table = torch.zeros((rows, width), dtype=torch.long)
+        table[:count, :blocks] = tables[:, :blocks]
+        if mark_dynamic:  # compile once for every number of rows and blocks
+            for tensor in vectors:
+                torch._dynamo.mark_dynamic(tensor, 0)
+            torch._dynamo.mark_dynamic(table, 0)
+            torch._dynamo.mark_dynamic(table, 1)
+        return self._compiled(*vectors, table)[:count]
 
     def drop(self, finished: list[int]) -> list[int]:
         return self.cache.drop(finished)
@@ -221,6 +263,13 @@ class PagedRunner:
         finally:
             self.clear()
         report: dict[str, Any] = {"decode_path": self.name, "kv_pool_bytes": self.cache.bytes()}
+        if self._compiled is not None:
+            started = time.monotonic()
+            empty = torch.zeros(0, dtype=torch.long)
+            self._compiled_decode(
+                empty, empty, empty, torch.zeros((0, 3), dtype=torch.long), 3, mark_dynamic=True
+            )
+            report["compile_s"] = round(time.monotonic() - started, 1)
         if self.graphs is not None:
             started = time.monotonic()
             try:
